@@ -1,0 +1,31 @@
+# `make run` and `make test` work on a fresh Debian machine with no GPU: they install the system
+# libraries (needs root), create .venv with Python 3.12 and install the package, then do their job.
+PYTHON312 ?= $(shell python3.12 -c "import sys; print(sys.executable)" 2>/dev/null || echo /root/.pyenv/versions/3.12.1/bin/python3.12)
+VENV := .venv
+BENCH := $(VENV)/bin/bench
+EPISODES ?= 8
+NUM_ENVS ?= 2
+
+.PHONY: setup run test bench-quick clean
+
+$(VENV)/.installed: pyproject.toml scripts/install-system-deps.sh
+	bash scripts/install-system-deps.sh
+	@test -x "$(PYTHON312)" || { echo "Python 3.12 not found: set PYTHON312=/path/to/python3.12"; exit 2; }
+	command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
+	uv venv -q --allow-existing --python "$(PYTHON312)" $(VENV)
+	uv pip install -q --python $(VENV)/bin/python -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(BENCH) run --policy expert --tasks all --episodes $(EPISODES) --num-envs $(NUM_ENVS)
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+bench-quick: setup
+	$(VENV)/bin/python benchmarks/env_throughput.py --quick
+
+clean:
+	rm -rf $(VENV)

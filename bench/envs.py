@@ -1,0 +1,350 @@
+"""Environments: N ManiSkill episodes stepped in lockstep, on GPU physics or on CPU worker processes.
+
+Both backends expose the same `BatchedEnvs` interface. A batch is reset together (no partial resets), so a
+wave of up to N episodes starts together and runs the task's whole step budget. Observations come back as
+flat dicts of numpy arrays ("sensor_data/base_camera/rgb" -> [k, H, W, 3]) with one row per active episode.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.tasks import TaskSpec
+
+OBS_MODE = "rgb+state_dict"  # camera images plus the simulator state that privileged experts read
+NO_VULKAN_FIX = (
+    "no Vulkan device for rendering: install Mesa >= 24.3 (lavapipe) with `bash scripts/install-system-deps.sh` "
+    "(Debian bookworm-backports), or run on a machine with a GPU driver"
+)
+
+Obs = dict[str, np.ndarray]
+ActionBounds = tuple[np.ndarray, np.ndarray]  # (low, high) of one env's action
+
+
+@dataclass
+class StepOutput:
+    obs: Obs
+    reward: np.ndarray  # [k] float
+    success: np.ndarray  # [k] bool
+
+
+def make_maniskill_env(spec: TaskSpec, num_envs: int, sim_backend: str, obs_mode: str = OBS_MODE):
+    """Builds the ManiSkill env for a task spec; the one place that turns a spec into gym.make arguments."""
+    import gymnasium as gym
+    import mani_skill.envs  # noqa: F401  (registers the tasks)
+
+    height, width = spec.image_size
+    env = gym.make(
+        spec.id,
+        num_envs=num_envs,
+        obs_mode=obs_mode,
+        robot_uids=spec.robot,
+        control_mode=spec.control_mode,
+        reward_mode=spec.reward_mode,
+        sensor_configs=dict(width=width, height=height),
+        sim_backend=sim_backend,
+        sim_config=dict(sim_freq=spec.sim_freq, control_freq=spec.control_freq),
+        max_episode_steps=spec.max_steps,
+    )
+    unwrapped = env.unwrapped
+    hidden = {obj.name: obj for obj in unwrapped._hidden_objects}
+    for name in spec.show_hidden:
+        if name not in hidden:
+            raise BenchError(f"{spec.id}: show_hidden names '{name}', but the hidden objects are {sorted(hidden)}")
+        unwrapped._hidden_objects.remove(hidden[name])
+    if "sensor_data" in obs_mode or "rgb" in obs_mode:
+        missing = set(spec.cameras) - set(unwrapped._sensors)
+        if missing:
+            raise BenchError(f"{spec.id}: cameras {sorted(missing)} not in {sorted(unwrapped._sensors)}; fix `cameras`")
+    return env
+
+
+def flatten_obs(obs: dict, prefix: str = "") -> Obs:
+    """Nested ManiSkill observation -> {"a/b/c": numpy array with the batch as first axis}."""
+    flat: Obs = {}
+    for key, value in obs.items():
+        if isinstance(value, dict):
+            flat.update(flatten_obs(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value.cpu().numpy() if hasattr(value, "cpu") else np.asarray(value)
+    return flat
+
+
+def stack_obs(rows: Sequence[Obs]) -> Obs:
+    return {key: np.concatenate([row[key] for row in rows]) for key in rows[0]}
+
+
+def _as_bench_error(message: str) -> BenchError | None:
+    if "rendering device" in message or "vk::" in message or "Vulkan" in message:
+        return BenchError(NO_VULKAN_FIX)
+    return None
+
+
+class BatchedEnvs(ABC):
+    """N environment slots stepped in lockstep; a wave uses slots 0..k-1 for k <= N episodes."""
+
+    backend: str
+    num_envs: int
+
+    @abstractmethod
+    def start_task(self, spec: TaskSpec) -> ActionBounds:
+        """Builds the task's environments; returns the controller's action bounds."""
+
+    @abstractmethod
+    def reset(self, seeds: Sequence[int]) -> Obs:
+        """Starts len(seeds) <= num_envs episodes, one per slot, from their pinned initial states."""
+
+    @abstractmethod
+    def step(self, actions: np.ndarray) -> StepOutput:
+        """Steps the active slots with actions [k, action_dim]."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# --- CPU physics: one ManiSkill env (num_envs=1) per worker process ---------------------------------------
+
+
+def _worker_main(conn) -> None:
+    """Worker loop. Persistent across tasks so the ~20 s of imports are paid once per run, not per task."""
+    env = None
+    while True:
+        command, arg = conn.recv()
+        try:
+            if command == "start":
+                if env is not None:
+                    env.close()
+                env = make_maniskill_env(arg, num_envs=1, sim_backend="physx_cpu")
+                reply = (env.action_space.low.reshape(-1), env.action_space.high.reshape(-1))
+            elif command == "reset":
+                obs, _ = env.reset(seed=arg)
+                reply = flatten_obs(obs)
+            elif command == "step":
+                obs, reward, _, _, info = env.step(arg)
+                reply = (flatten_obs(obs), float(reward), bool(info["success"]))
+            elif command == "close":
+                if env is not None:
+                    env.close()
+                conn.send(("ok", None))
+                return
+            else:
+                raise ValueError(f"unknown command {command}")
+            conn.send(("ok", reply))
+        except BenchError as e:
+            conn.send(("bench_error", str(e)))
+        except Exception as e:  # sent back so the driver can report it with the worker's traceback
+            conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+
+
+class CpuWorkerEnvs(BatchedEnvs):
+    """N worker processes, each with its own CPU-physics env.
+
+    gymnasium's AsyncVectorEnv does not fit: it is rebuilt per task (paying worker imports again), always
+    steps every env (a short last wave would waste work) and has no per-slot restart. The protocol here is
+    five commands over a pipe.
+    """
+
+    backend = "cpu"
+
+    def __init__(self, num_envs: int):
+        self.num_envs = num_envs
+        self._active = 0
+        context = mp.get_context("spawn")
+        self._workers = []
+        for _ in range(num_envs):
+            parent, child = context.Pipe()
+            process = context.Process(target=_worker_main, args=(child,), daemon=True)
+            process.start()
+            child.close()
+            self._workers.append((process, parent))
+
+    def _call(self, slots: range, command: str, args: Sequence) -> list:
+        for slot, arg in zip(slots, args):
+            self._workers[slot][1].send((command, arg))
+        replies = []
+        for slot in slots:
+            process, conn = self._workers[slot]
+            try:
+                status, payload = conn.recv()
+            except EOFError:
+                raise RuntimeError(f"CPU env worker {slot} (pid {process.pid}) died during '{command}'") from None
+            if status == "bench_error":
+                raise BenchError(payload)
+            if status == "error":
+                raise _as_bench_error(payload) or RuntimeError(f"CPU env worker {slot} failed: {payload}")
+            replies.append(payload)
+        return replies
+
+    def start_task(self, spec: TaskSpec) -> ActionBounds:
+        return self._call(range(self.num_envs), "start", [spec] * self.num_envs)[0]
+
+    def reset(self, seeds: Sequence[int]) -> Obs:
+        if not 0 < len(seeds) <= self.num_envs:
+            raise ValueError(f"reset needs 1..{self.num_envs} seeds, got {len(seeds)}")
+        self._active = len(seeds)
+        return stack_obs(self._call(range(self._active), "reset", [int(s) for s in seeds]))
+
+    def step(self, actions: np.ndarray) -> StepOutput:
+        replies = self._call(range(self._active), "step", list(actions.astype(np.float32)))
+        obs, rewards, successes = zip(*replies)
+        return StepOutput(stack_obs(obs), np.array(rewards, np.float32), np.array(successes, bool))
+
+    def close(self) -> None:
+        for process, conn in self._workers:
+            try:
+                conn.send(("close", None))
+                conn.recv()
+            except (BrokenPipeError, EOFError, OSError):
+                pass
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+        self._workers = []
+
+
+# --- GPU physics: N sub-scenes in one process -------------------------------------------------------------
+
+
+class GpuEnvs(BatchedEnvs):
+    """ManiSkill GPU physics (`physx_cuda`) with num_envs sub-scenes.
+
+    GPU resets draw every sub-scene's randomness from one stream seeded by the first seed, so an episode's
+    initial state would depend on its slot and on N. To pin episodes, each initial state is generated by a
+    state-only CPU env reset with the episode's own seed (exactly what the CPU backend starts from) and
+    loaded into the GPU scene through ManiSkill's `reset_to_env_states`.
+    """
+
+    backend = "gpu"
+
+    def __init__(self, num_envs: int):
+        self.num_envs = num_envs
+        self._env = None
+        self._oracle = None
+        self._active = 0
+
+    def start_task(self, spec: TaskSpec) -> ActionBounds:
+        if spec.id in GEOMETRY_RANDOMIZED_TASKS:
+            raise BenchError(
+                f"{spec.id} draws its object shapes when the scene is built, so its episodes are pinned only "
+                "on CPU physics: run it with --sim-backend cpu"
+            )
+        self.close()
+        self._env = make_maniskill_env(spec, num_envs=self.num_envs, sim_backend="physx_cuda")
+        self._oracle = make_maniskill_env(spec, num_envs=1, sim_backend="physx_cpu", obs_mode="state_dict")
+        space = self._env.unwrapped.single_action_space
+        return space.low.reshape(-1), space.high.reshape(-1)
+
+    def _initial_state(self, seed: int) -> dict:
+        self._oracle.reset(seed=int(seed))
+        return self._oracle.unwrapped.get_state_dict()
+
+    def reset(self, seeds: Sequence[int]) -> Obs:
+        import torch
+
+        if not 0 < len(seeds) <= self.num_envs:
+            raise ValueError(f"reset needs 1..{self.num_envs} seeds, got {len(seeds)}")
+        self._active = len(seeds)
+        padded = list(seeds) + [seeds[0]] * (self.num_envs - len(seeds))
+        states = [self._initial_state(s) for s in padded]
+        batched = _stack_state_dicts(states, torch, self._env.unwrapped.device)
+        obs, _ = self._env.reset(seed=[int(s) for s in padded], options={"reset_to_env_states": {"env_states": batched}})
+        return {k: v[: self._active] for k, v in flatten_obs(obs).items()}
+
+    def step(self, actions: np.ndarray) -> StepOutput:
+        import torch
+
+        full = np.zeros((self.num_envs, actions.shape[1]), np.float32)
+        full[: self._active] = actions
+        obs, reward, _, _, info = self._env.step(torch.as_tensor(full, device=self._env.unwrapped.device))
+        k = self._active
+        flat = {key: v[:k] for key, v in flatten_obs(obs).items()}
+        return StepOutput(flat, reward.cpu().numpy()[:k].astype(np.float32), info["success"].cpu().numpy()[:k])
+
+    def close(self) -> None:
+        for env in (self._env, self._oracle):
+            if env is not None:
+                env.close()
+        self._env = self._oracle = None
+
+
+# Tasks whose object geometry is sampled at scene build time (not part of the simulator state).
+GEOMETRY_RANDOMIZED_TASKS = frozenset({"PegInsertionSide-v1"})
+
+
+def _stack_state_dicts(states: list[dict], torch, device) -> dict:
+    first = states[0]
+    if isinstance(first, dict):
+        return {key: _stack_state_dicts([s[key] for s in states], torch, device) for key in first}
+    return torch.cat([torch.as_tensor(s) for s in states]).to(device)
+
+
+# --- choosing a backend -----------------------------------------------------------------------------------
+
+
+def physx_gpu_library() -> Path:
+    """Where SAPIEN looks for (and otherwise downloads) the PhysX GPU library."""
+    import sapien
+
+    return Path.home() / ".sapien" / "physx" / sapien.physx.version() / "libPhysXGpu_64.so"
+
+
+_GPU_PROBE = """
+import sapien
+sapien.physx.enable_gpu()
+sapien.physx.PhysxGpuSystem()
+print("ok")
+"""
+
+
+def gpu_physics_status() -> tuple[bool, str]:
+    """(can start, why): checks CUDA and the PhysX GPU library, then starts a GPU PhysX system in a subprocess."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return False, "no CUDA device visible to torch"
+    library = physx_gpu_library()
+    if not library.is_file():
+        return False, (
+            f"PhysX GPU library missing at {library}; SAPIEN downloads it from GitHub on first use, which this "
+            "machine cannot reach: copy libPhysXGpu_64.so for this PhysX version there"
+        )
+    probe = subprocess.run([sys.executable, "-c", _GPU_PROBE], capture_output=True, text=True, timeout=120)
+    if probe.returncode != 0 or "ok" not in probe.stdout:
+        lines = (probe.stderr or probe.stdout).strip().splitlines()
+        return False, f"GPU PhysX failed to start: {lines[-1] if lines else f'exit code {probe.returncode}'}"
+    return True, "CUDA device and PhysX GPU library present"
+
+
+def open_envs(sim_backend: str, num_envs: int) -> tuple[BatchedEnvs, str]:
+    """Opens the requested backend ("auto", "gpu" or "cpu") and says why it was chosen."""
+    if sim_backend not in ("auto", "gpu", "cpu"):
+        raise BenchError(f"unknown --sim-backend '{sim_backend}': use auto, gpu or cpu")
+    if sim_backend in ("auto", "gpu"):
+        ok, why = gpu_physics_status()
+        if ok:
+            return GpuEnvs(num_envs), f"GPU physics: {why}"
+        if sim_backend == "gpu":
+            raise BenchError(f"--sim-backend gpu cannot start: {why}; or use --sim-backend cpu")
+        return CpuWorkerEnvs(num_envs), f"CPU workers ({num_envs}): GPU physics unavailable ({why})"
+    return CpuWorkerEnvs(num_envs), f"CPU workers ({num_envs}): requested"
+
+
+def default_num_envs() -> int:
+    return max(1, min(os.cpu_count() or 1, 16))

@@ -1,0 +1,112 @@
+"""Policies: a batched interface, a plugin registry (entry points group `bench.policies`) and TOML presets.
+
+A policy sees observations for the env slots that need a new action chunk and returns one chunk per slot.
+Presets in `policies/` name a plugin and its parameters; users copy and edit them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import BenchError, unknown_name
+from bench.tasks import Episode, TaskSpec
+
+ENTRY_POINT_GROUP = "bench.policies"
+DEFAULT_PRESETS_DIR = Path(__file__).resolve().parents[2] / "policies"
+
+Obs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class EpisodeContext:
+    """What a policy learns about an episode when it starts in a slot."""
+
+    task: TaskSpec
+    episode: Episode
+    action_low: np.ndarray
+    action_high: np.ndarray
+
+
+class Policy(ABC):
+    """Batched policy: `act` maps n observations to n action chunks [n, horizon, action_dim]."""
+
+    name: str = "policy"
+
+    @abstractmethod
+    def describe(self) -> dict:
+        """JSON-able identity for the manifest: name, version or checkpoint fingerprint, settings."""
+
+    @abstractmethod
+    def reset(self, slot: int, context: EpisodeContext) -> None:
+        """Called when a new episode starts in `slot`."""
+
+    @abstractmethod
+    def act(self, obs: Obs, slots: np.ndarray) -> np.ndarray:
+        """obs rows correspond to `slots`; returns float actions [len(slots), horizon, action_dim]."""
+
+
+@dataclass(frozen=True)
+class PolicyPreset:
+    name: str
+    plugin: str
+    description: str = ""
+    params: dict = field(default_factory=dict)
+    source: str = ""  # the preset file, or "entry point" for a bare plugin name
+
+    def fingerprint(self) -> str:
+        blob = json.dumps({"plugin": self.plugin, "params": self.params}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def plugins() -> dict[str, object]:
+    """Installed policy plugins by name (entry points, loaded lazily)."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _load_preset(path: Path) -> PolicyPreset:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise BenchError(f"{path}: malformed TOML: {e}; fix the preset and run again") from e
+    except OSError as e:
+        raise BenchError(f"cannot read policy preset {path}: {e.strerror}") from e
+    unknown = set(raw) - {"plugin", "description", "params"}
+    if "plugin" not in raw or unknown:
+        raise BenchError(f"{path}: a preset needs `plugin = \"<name>\"` and may have `description` and [params]"
+                         + (f"; unknown keys {sorted(unknown)}" if unknown else ""))
+    return PolicyPreset(path.stem, raw["plugin"], raw.get("description", ""), raw.get("params", {}), str(path))
+
+
+def presets(directory: Path = DEFAULT_PRESETS_DIR) -> dict[str, PolicyPreset]:
+    return {p.stem: _load_preset(p) for p in sorted(directory.glob("*.toml"))}
+
+
+def resolve_preset(name: str, directory: Path = DEFAULT_PRESETS_DIR) -> PolicyPreset:
+    """A preset name in `policies/`, a path to a preset file, or a bare plugin name."""
+    if name.endswith(".toml"):
+        return _load_preset(Path(name))
+    known_presets = presets(directory)
+    if name in known_presets:
+        return known_presets[name]
+    if name in plugins():
+        return PolicyPreset(name, name, source="entry point")
+    raise unknown_name("policy", name, {*known_presets, *plugins()}, hint=" (see `bench policies`)")
+
+
+def build_policy(preset: PolicyPreset, num_slots: int, seed: int) -> Policy:
+    available = plugins()
+    if preset.plugin not in available:
+        raise unknown_name("policy plugin", preset.plugin, available, hint=f" (named by {preset.source})")
+    cls = available[preset.plugin].load()
+    try:
+        return cls(num_slots=num_slots, seed=seed, **preset.params)
+    except TypeError as e:
+        raise BenchError(f"policy '{preset.name}': bad [params] in {preset.source}: {e}") from e

@@ -1,0 +1,125 @@
+"""Tables from episode records: the per-task leaderboard of a run, and policy x task across runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+from scipy.stats import binomtest
+
+from bench.results import find_runs, read_episodes, read_manifest
+
+Z95 = 0.95
+
+
+def wilson_interval(successes: int, n: int, confidence: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a success rate (sound at 0 and 1, unlike the normal approximation)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def task_table(episodes: pd.DataFrame) -> pd.DataFrame:
+    """One row per task: success rates with 95% Wilson intervals, steps to first success, return."""
+    rows = []
+    for task, group in episodes.groupby("task", sort=False):
+        n = len(group)
+        once = int(group["success_once"].sum())
+        low, high = wilson_interval(once, n)
+        successful = group.loc[group["success_once"], "first_success_step"]
+        rows.append({
+            "task": task,
+            "episodes": n,
+            "success_once": once / n,
+            "ci_low": low,
+            "ci_high": high,
+            "success_at_end": float(group["success_at_end"].mean()),
+            "mean_steps_to_success": float(successful.mean()) if len(successful) else float("nan"),
+            "mean_return": float(group["return"].mean()),
+        })
+    table = pd.DataFrame(rows)
+    if len(table) > 1:
+        mean = {"task": "mean", "episodes": int(table["episodes"].sum())}
+        mean.update({c: float(table[c].mean()) for c in ("success_once", "success_at_end", "mean_return")})
+        table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+    return table
+
+
+def format_rate(rate: float, low: float = float("nan"), high: float = float("nan")) -> str:
+    if pd.isna(rate):
+        return "-"
+    text = f"{100 * rate:.1f}%"
+    return text if pd.isna(low) else f"{text} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
+def _display(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "task": table["task"],
+        "episodes": table["episodes"].astype(int),
+        "success_once (95% CI)": [format_rate(r.success_once, r.ci_low, r.ci_high) for r in table.itertuples()],
+        "success_at_end": [format_rate(v) for v in table["success_at_end"]],
+        "steps to success": ["-" if pd.isna(v) else f"{v:.1f}" for v in table["mean_steps_to_success"]],
+        "return": [f"{v:.2f}" for v in table["mean_return"]],
+    })
+
+
+def to_markdown(display: pd.DataFrame) -> str:
+    header = "| " + " | ".join(display.columns) + " |"
+    rule = "|" + "|".join("---" for _ in display.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in display.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def print_table(display: pd.DataFrame, title: str, console: Console | None = None) -> None:
+    table = Table(title=title)
+    for column in display.columns:
+        wraps = column in ("instruction", "description")
+        table.add_column(column, justify="left" if wraps or column in ("task", "policy", "id") else "right",
+                         no_wrap=not wraps)
+    for row in display.itertuples(index=False):
+        table.add_row(*(str(v) for v in row))
+    (console or Console()).print(table)
+
+
+def write_task_leaderboard(run_dir: Path, episodes: pd.DataFrame, title: str) -> pd.DataFrame:
+    """Prints the run's per-task table and saves it as leaderboard.md and leaderboard.csv."""
+    table = task_table(episodes)
+    display = _display(table)
+    table.to_csv(run_dir / "leaderboard.csv", index=False)
+    (run_dir / "leaderboard.md").write_text(f"# {title}\n\n" + to_markdown(display))
+    print_table(display, title)
+    return table
+
+
+def leaderboard(root: Path) -> pd.DataFrame:
+    """policy x task success_once across the runs under `root`; per (policy, task) the newest run counts."""
+    latest: dict[tuple[str, str], tuple[str, pd.DataFrame]] = {}
+    for run_dir in find_runs(root):
+        manifest = read_manifest(run_dir)
+        episodes = read_episodes(run_dir)
+        if episodes.empty:
+            continue
+        started = manifest.get("created", "")
+        for task, group in episodes.groupby("task"):
+            key = (manifest["policy"]["name"], task)
+            if key not in latest or latest[key][0] < started:
+                latest[key] = (started, group)
+    rows = []
+    for (policy, task), (_, group) in sorted(latest.items()):
+        n, once = len(group), int(group["success_once"].sum())
+        low, high = wilson_interval(once, n)
+        rows.append({"policy": policy, "task": task, "episodes": n, "success_once": once / n,
+                     "ci_low": low, "ci_high": high, "success_at_end": float(group["success_at_end"].mean())})
+    return pd.DataFrame(rows)
+
+
+def leaderboard_display(board: pd.DataFrame) -> pd.DataFrame:
+    """Wide form: one row per policy, one column per task, plus the mean over its tasks."""
+    cells = board.assign(cell=[format_rate(r.success_once, r.ci_low, r.ci_high) + f" n={r.episodes}"
+                               for r in board.itertuples()])
+    wide = cells.pivot(index="policy", columns="task", values="cell").fillna("-")
+    wide["mean"] = board.groupby("policy")["success_once"].mean().map(format_rate)
+    return wide.reset_index()

@@ -1,0 +1,101 @@
+"""Run folders on disk: manifest.json, episodes appended durably as they end, a Parquet table at the end.
+
+results/<run-id>/
+  manifest.json      what produced the run (config, task specs, policy, versions, host) and its status
+  episodes.jsonl     one JSON record per finished episode, flushed and fsynced before it is reported
+  episodes.parquet   the same records as a table, written when the run ends
+  leaderboard.md/csv the per-task table
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import BenchError
+
+MANIFEST = "manifest.json"
+EPISODES = "episodes.jsonl"
+EPISODES_PARQUET = "episodes.parquet"
+
+
+def new_run_id(policy: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{policy}-{os.getpid()}"
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write to a temporary file and rename over the target, so readers never see half a file."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+        json.dump(data, f, indent=2, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(f.name, path)
+
+
+def ensure_writable(root: Path) -> None:
+    """Fails before any episode runs if the output folder cannot be created or written."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise BenchError(f"cannot write results to {root}: {e.strerror}; pass --output with a writable folder") from e
+
+
+class RunWriter:
+    """Owns one run folder; every finished episode is on disk before `append` returns."""
+
+    def __init__(self, run_dir: Path, manifest: dict):
+        try:
+            run_dir.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise BenchError(f"{run_dir} already exists: choose another --run-id") from None
+        self.run_dir = run_dir
+        self.manifest = {**manifest, "status": "running"}
+        write_json_atomic(run_dir / MANIFEST, self.manifest)
+        self._episodes = (run_dir / EPISODES).open("a")
+        self.records: list[dict] = []
+
+    def append(self, record: dict) -> None:
+        self._episodes.write(json.dumps(record, default=str) + "\n")
+        self._episodes.flush()
+        os.fsync(self._episodes.fileno())
+        self.records.append(record)
+
+    def finish(self, status: str, **extra) -> pd.DataFrame:
+        self._episodes.close()
+        table = pd.DataFrame.from_records(self.records)
+        table.to_parquet(self.run_dir / EPISODES_PARQUET, index=False)
+        self.manifest.update(status=status, finished=datetime.now(timezone.utc).isoformat(), **extra)
+        write_json_atomic(self.run_dir / MANIFEST, self.manifest)
+        return table
+
+
+def read_episodes(run_dir: Path) -> pd.DataFrame:
+    """Episode records of a run; a torn last line (a run killed mid-write, or still writing) is skipped."""
+    records = []
+    path = run_dir / EPISODES
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return pd.DataFrame.from_records(records)
+
+
+def read_manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / MANIFEST).read_text())
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run folders under `root` (or `root` itself if it is one)."""
+    if (root / MANIFEST).is_file():
+        return [root]
+    return sorted(p.parent for p in root.glob(f"*/{MANIFEST}"))

@@ -1,0 +1,124 @@
+"""The task suite: declarative TOML specs in `tasks/`, resolved into typed `TaskSpec`s, and pinned episodes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+import zlib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import BenchError, unknown_name
+
+DEFAULT_TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+SUITE_FILE = "suite.toml"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything that defines how a ManiSkill task is run and scored."""
+
+    id: str
+    instruction: str
+    max_steps: int
+    robot: str
+    control_mode: str
+    control_freq: int
+    sim_freq: int
+    cameras: tuple[str, ...]
+    image_size: tuple[int, int]
+    reward_mode: str
+    show_hidden: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One pinned episode: its initial state depends only on (run seed, task, index)."""
+
+    task: str
+    index: int
+    seed: int
+
+
+def episode_seed(run_seed: int, task_id: str, index: int) -> int:
+    """Seed for episode `index` of `task_id`, independent of batch size, backend and order."""
+    entropy = [run_seed, zlib.crc32(task_id.encode()), index]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint32)[0] >> 1)
+
+
+def episodes_for(task_id: str, run_seed: int, count: int, start: int = 0) -> list[Episode]:
+    return [Episode(task_id, i, episode_seed(run_seed, task_id, i)) for i in range(start, start + count)]
+
+
+@dataclass(frozen=True)
+class TaskSuite:
+    version: str
+    tasks: dict[str, TaskSpec]
+    suites: dict[str, tuple[str, ...]]
+
+    def resolve(self, selector: str) -> list[TaskSpec]:
+        """`all`, another suite name, or a comma-separated list of task ids (and suite names)."""
+        chosen: list[str] = []
+        for name in (part.strip() for part in selector.split(",")):
+            if not name:
+                continue
+            if name in self.suites:
+                chosen.extend(self.suites[name])
+            elif name in self.tasks:
+                chosen.append(name)
+            else:
+                raise unknown_name("task", name, [*self.tasks, *self.suites], hint=" (see `bench tasks`)")
+        if not chosen:
+            raise BenchError("no tasks selected: pass --tasks all, a suite name or task ids such as PickCube-v1")
+        return [self.tasks[t] for t in dict.fromkeys(chosen)]
+
+    def fingerprint(self, tasks: list[TaskSpec]) -> str:
+        """Hash of the resolved specs, so an edited task file without a version bump is still detectable."""
+        blob = json.dumps([asdict(t) for t in tasks], sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise BenchError(f"{path}: malformed TOML: {e}; fix the file and run again") from e
+    except OSError as e:
+        raise BenchError(f"cannot read {path}: {e.strerror}") from e
+
+
+def _spec(task_id: str, raw: dict, path: Path) -> TaskSpec:
+    names = {f.name for f in fields(TaskSpec)} - {"id"}
+    unknown = set(raw) - names
+    missing = names - set(raw)
+    if unknown or missing:
+        problem = f"unknown keys {sorted(unknown)}" if unknown else f"missing keys {sorted(missing)}"
+        raise BenchError(f"{path}: {problem}; valid keys: {', '.join(sorted(names))}")
+    tuples = {k: tuple(v) for k, v in raw.items() if isinstance(v, list)}
+    spec = TaskSpec(id=task_id, **{**raw, **tuples})
+    if spec.max_steps <= 0 or spec.control_freq <= 0 or spec.sim_freq % spec.control_freq:
+        raise BenchError(f"{path}: max_steps and control_freq must be positive, sim_freq a multiple of control_freq")
+    return spec
+
+
+def load_suite(directory: Path = DEFAULT_TASKS_DIR) -> TaskSuite:
+    """Reads `suite.toml` (suites, shared defaults) and one `<TaskId>.toml` per task."""
+    suite_path = directory / SUITE_FILE
+    if not suite_path.is_file():
+        raise BenchError(f"no {SUITE_FILE} in {directory}: point --tasks-dir at a folder holding the task suite")
+    raw = _read_toml(suite_path)
+    defaults = raw.get("defaults", {})
+    tasks = {}
+    for path in sorted(directory.glob("*.toml")):
+        if path.name != SUITE_FILE:
+            tasks[path.stem] = _spec(path.stem, {**defaults, **_read_toml(path)}, path)
+    suites = {name: tuple(ids) for name, ids in raw.get("suites", {}).items()}
+    for name, ids in suites.items():
+        for task_id in ids:
+            if task_id not in tasks:
+                raise unknown_name("task", task_id, tasks, hint=f" (listed in suite '{name}' of {suite_path})")
+    return TaskSuite(version=str(raw["version"]), tasks=tasks, suites=suites)
