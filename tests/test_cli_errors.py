@@ -1,0 +1,81 @@
+"""Bad input: one clear line naming the fix, exit code 2, nothing written."""
+
+from pathlib import Path
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def assert_nothing_written(output: Path):
+    assert not output.exists() or not any(output.iterdir())
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--policy", "expret"], "unknown policy 'expret': did you mean expert?"),
+    (["--tasks", "PickCube-v2"], "unknown task 'PickCube-v2': did you mean PickCube-v1"),
+    (["--episodes", "0"], "--episodes must be a positive integer, got 0"),
+    (["--num-envs", "-1"], "--num-envs must be a positive integer, got -1"),
+    (["--replan-steps", "0"], "--replan-steps must be a positive integer"),
+])
+def test_bad_run_arguments(bench, tmp_path, args, message):
+    output = tmp_path / "out"
+    code, text = bench("run", "--output", str(output), *args)
+    assert code == 2
+    assert message in " ".join(text.split())
+    assert_nothing_written(output)
+
+
+def test_unwritable_output(bench, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, text = bench("run", "--policy", "zero", "--tasks", "PickCube-v1", "--output", str(blocker / "results"))
+    assert code == 2
+    assert "cannot write results to" in text and "--output" in text
+    assert blocker.read_text() == "not a folder"
+
+
+def test_malformed_policy_preset_is_reported_with_its_line(bench, tmp_path):
+    preset = tmp_path / "mine.toml"
+    preset.write_text('plugin = "zero"\ndescription = \n')
+    code, text = bench("run", "--policy", str(preset), "--output", str(tmp_path / "out"))
+    assert code == 2
+    assert "mine.toml: malformed TOML" in text and "line 2" in text
+    assert_nothing_written(tmp_path / "out")
+
+
+def test_preset_naming_unknown_plugin(bench, tmp_path):
+    preset = tmp_path / "mine.toml"
+    preset.write_text('plugin = "randon"\n')
+    code, text = bench("run", "--policy", str(preset), "--output", str(tmp_path / "out"))
+    assert code == 2
+    assert "unknown policy plugin 'randon': did you mean random?" in " ".join(text.split())
+
+
+def test_leaderboard_of_missing_folder(bench, tmp_path):
+    code, text = bench("leaderboard", str(tmp_path / "nope"))
+    assert code == 2 and "does not exist" in text
+
+
+def test_tasks_and_policies_listings(bench):
+    code, text = bench("tasks")
+    assert code == 0 and "PegInsertionSide-v1" in text and "extras" in text
+    code, text = bench("policies")
+    assert code == 0
+    for name in ("expert", "random", "zero"):
+        assert name in text
+
+
+@pytest.mark.timeout(300)
+def test_missing_vulkan_device_is_one_clear_line(tmp_path):
+    """A real run in a subprocess whose Vulkan loader finds no driver."""
+    env = {**os.environ, "VK_DRIVER_FILES": "/nonexistent.json", "VK_ICD_FILENAMES": "/nonexistent.json"}
+    output = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--policy", "zero", "--tasks", "PickCube-v1",
+                           "--episodes", "1", "--num-envs", "1", "--output", str(output)],
+                          env=env, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 2
+    assert "no Vulkan device for rendering" in proc.stdout
+    assert "install-system-deps.sh" in proc.stdout
+    assert_nothing_written(output)
