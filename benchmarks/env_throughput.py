@@ -1,0 +1,66 @@
+"""Environment steps/s of the lockstep backends (zero actions, full rendering of both policy cameras).
+
+    python benchmarks/env_throughput.py --backend cpu --num-envs 1 2 4          # CPU worker processes
+    python benchmarks/env_throughput.py --backend gpu --num-envs 16 64 256      # ManiSkill GPU physics
+    python benchmarks/env_throughput.py --quick                                 # one short CPU point
+
+Prints one Markdown row per (backend, N): env steps/s counts every env's step (N per lockstep step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+
+from bench.envs import CpuWorkerEnvs, GpuEnvs, gpu_physics_status
+from bench.tasks import episodes_for, load_suite
+
+
+def measure(backend: str, num_envs: int, task_id: str, steps: int) -> dict:
+    spec = load_suite().tasks[task_id]
+    started = time.perf_counter()
+    envs = CpuWorkerEnvs(num_envs) if backend == "cpu" else GpuEnvs(num_envs)
+    with envs:
+        low, _ = envs.start_task(spec)
+        envs.reset([e.seed for e in episodes_for(task_id, 0, num_envs)])
+        startup = time.perf_counter() - started
+        actions = np.zeros((num_envs, len(low)), np.float32)
+        for _ in range(3):  # warm-up: first renders compile shaders
+            envs.step(actions)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            envs.step(actions)
+        elapsed = time.perf_counter() - t0
+    return {"backend": backend, "num_envs": num_envs, "steps_per_s": num_envs * steps / elapsed,
+            "lockstep_ms": 1000 * elapsed / steps, "startup_s": startup}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--task", default="PickCube-v1")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="one CPU point, N=2, 10 steps (about a minute)")
+    args = parser.parse_args()
+    if args.quick:
+        args.backend, args.num_envs, args.steps = "cpu", [2], 10
+    if args.backend == "gpu":
+        ok, why = gpu_physics_status()
+        if not ok:
+            print(f"GPU physics cannot start: {why}")
+            return
+    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}; task {args.task}, "
+          f"{args.steps} lockstep steps after 3 warm-up steps")
+    print("| backend | N | env steps/s | ms per lockstep step | startup s |\n|---|---|---|---|---|")
+    for n in args.num_envs:
+        r = measure(args.backend, n, args.task, args.steps)
+        print(f"| {r['backend']} | {n} | {r['steps_per_s']:.1f} | {r['lockstep_ms']:.1f} | {r['startup_s']:.1f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
