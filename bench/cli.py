@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -73,7 +74,12 @@ COMMANDS = {
 }
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run like Ctrl-C: finished episodes are kept
     try:
         code = tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, prog="bench")
     except BenchError as e:

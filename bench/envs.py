@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -123,7 +124,11 @@ class BatchedEnvs(ABC):
 
 
 def _worker_main(conn) -> None:
-    """Worker loop. Persistent across tasks so the ~20 s of imports are paid once per run, not per task."""
+    """Worker loop. Persistent across tasks so the ~20 s of imports are paid once per run, not per task.
+
+    Ctrl-C reaches the whole process group; workers ignore it and let the driver shut them down in order.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     env = None
     while True:
         command, arg = conn.recv()

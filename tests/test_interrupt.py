@@ -1,0 +1,34 @@
+"""Ctrl-C (SIGINT) and SIGTERM keep finished episodes, mark the run interrupted and print the partial table."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_keeps_finished_episodes(tmp_path, signum):
+    run = tmp_path / "x"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", "--policy", "zero", "--tasks", "PickCube-v1", "--episodes", "4",
+         "--num-envs", "2", "--output", str(tmp_path), "--run-id", "x"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    episodes = run / "episodes.jsonl"
+    deadline = time.monotonic() + 300
+    while not (episodes.exists() and episodes.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signum)
+    output, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 130, output
+    records = [json.loads(line) for line in episodes.read_text().splitlines()]
+    assert len(records) == 2  # the first wave finished; the second was in flight
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
+    assert "(interrupted)" in output and (run / "leaderboard.md").is_file()
+    assert sorted(os.listdir(run)) == ["episodes.jsonl", "episodes.parquet", "leaderboard.csv", "leaderboard.md",
+                                       "manifest.json"]
