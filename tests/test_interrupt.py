@@ -21,7 +21,7 @@ def test_signal_keeps_finished_episodes(tmp_path, signum):
     )
     episodes = run / "episodes.jsonl"
     deadline = time.monotonic() + 300
-    while not (episodes.exists() and episodes.stat().st_size) and time.monotonic() < deadline:
+    while (not episodes.exists() or len(episodes.read_text().splitlines()) < 2) and time.monotonic() < deadline:
         time.sleep(0.5)
     proc.send_signal(signum)
     output, _ = proc.communicate(timeout=90)
