@@ -3,7 +3,7 @@
 PYTHON312 ?= $(shell python3.12 -c "import sys; print(sys.executable)" 2>/dev/null || echo /root/.pyenv/versions/3.12.1/bin/python3.12)
 VENV := .venv
 BENCH := $(VENV)/bin/bench
-EPISODES ?= 8
+EPISODES ?= 4
 NUM_ENVS ?= 2
 
 .PHONY: setup run test bench-quick clean
