@@ -16,7 +16,7 @@ from bench.report import leaderboard, leaderboard_display, print_table, to_markd
 from bench.runner import RunConfig, run
 from bench.tasks import DEFAULT_TASKS_DIR, load_suite
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI: do not cut tables at 80
 
 
 def run_command(config: Annotated[RunConfig, tyro.conf.arg(name="")]) -> int:
