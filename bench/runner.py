@@ -173,6 +173,8 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
     ensure_writable(config.output)
     num_envs = min(config.num_envs, config.episodes)
     policy = build_policy(preset, num_slots=num_envs, seed=config.seed)
+    for task in tasks:
+        policy.check_task(task)
     run_id = config.run_id or new_run_id(preset.name)
     run_dir = config.output / run_id
     if run_dir.exists():
@@ -183,6 +185,7 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
                   f"episodes; environments: {backend_reason}")
     writer = None
     status = "failed"
+    episodes_table = table = None
     live = _Live(console, tasks, config.episodes)
     try:
         with envs, live.progress:
@@ -224,7 +227,6 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
     finally:
         if writer is not None:
             episodes_table = writer.finish(status)
-            table = None
             if not episodes_table.empty:
                 title = f"{preset.name} - {run_id} ({status})"
                 table = write_task_leaderboard(run_dir, episodes_table, title)

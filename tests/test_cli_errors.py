@@ -79,3 +79,11 @@ def test_missing_vulkan_device_is_one_clear_line(tmp_path):
     assert "no Vulkan device for rendering" in proc.stdout
     assert "install-system-deps.sh" in proc.stdout
     assert_nothing_written(output)
+
+
+def test_policy_that_cannot_run_a_task_is_refused_before_any_episode(bench, tmp_path):
+    code, text = bench("run", "--policy", "expert", "--tasks", "PickCube-v1,PlugCharger-v1",
+                       "--output", str(tmp_path / "out"))
+    assert code == 2
+    assert "the expert policy has no script for PlugCharger-v1" in " ".join(text.split())
+    assert_nothing_written(tmp_path / "out")

@@ -44,6 +44,9 @@ class Policy(ABC):
     def describe(self) -> dict:
         """JSON-able identity for the manifest: name, version or checkpoint fingerprint, settings."""
 
+    def check_task(self, task: TaskSpec) -> None:
+        """Raise BenchError if this policy cannot run `task`; called for every task before any episode."""
+
     @abstractmethod
     def reset(self, slot: int, context: EpisodeContext) -> None:
         """Called when a new episode starts in `slot`."""

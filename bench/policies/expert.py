@@ -16,6 +16,7 @@ from scipy.spatial.transform import Rotation as R
 
 from bench.errors import BenchError
 from bench.policies import EpisodeContext, Obs, Policy
+from bench.tasks import TaskSpec
 
 # A phase target: obs (for the envs in that phase) -> (tcp position [n, 3], tcp orientation or None to hold it).
 Target = Callable[[Obs], tuple[np.ndarray, R | None]]
@@ -242,14 +243,15 @@ class ExpertPolicy(Policy):
         return {"name": self.name, "version": self.version, "control_mode": "pd_ee_delta_pose",
                 "tasks": sorted(TASKS)}
 
-    def reset(self, slot: int, context: EpisodeContext) -> None:
-        task = context.task
+    def check_task(self, task: TaskSpec) -> None:
         if task.id not in TASKS:
             raise BenchError(f"the expert policy has no script for {task.id}; it scripts {', '.join(sorted(TASKS))}")
         if task.control_mode != "pd_ee_delta_pose":
             raise BenchError(f"the expert policy drives pd_ee_delta_pose, but {task.id} is set to "
                              f"'{task.control_mode}' in its task file")
-        self._task[slot] = task.id
+
+    def reset(self, slot: int, context: EpisodeContext) -> None:
+        self._task[slot] = context.task.id
         self._phase[slot] = 0
         self._steps[slot] = 0
 
