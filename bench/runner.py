@@ -56,6 +56,9 @@ class RunConfig:
     """Folder that receives the run folder."""
     run_id: str | None = None
     """Name of the run folder (default: timestamp-policy-pid)."""
+    server: str | None = None
+    """Policy server address for remote policies (overrides the preset's `server`)."""
+    """Name of the run folder (default: timestamp-policy-pid)."""
     tasks_dir: Path = DEFAULT_TASKS_DIR
     """Folder holding suite.toml and the task specs."""
     presets_dir: Path = DEFAULT_PRESETS_DIR
@@ -169,7 +172,7 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
     config.validate()
     suite = load_suite(config.tasks_dir)
     tasks = suite.resolve(config.tasks)
-    preset = resolve_preset(config.policy, config.presets_dir)
+    preset = resolve_preset(config.policy, config.presets_dir).with_overrides(server=config.server)
     ensure_writable(config.output)
     num_envs = min(config.num_envs, config.episodes)
     policy = build_policy(preset, num_slots=num_envs, seed=config.seed)

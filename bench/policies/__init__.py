@@ -10,7 +10,7 @@ import hashlib
 import json
 import tomllib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -63,6 +63,11 @@ class PolicyPreset:
     description: str = ""
     params: dict = field(default_factory=dict)
     source: str = ""  # the preset file, or "entry point" for a bare plugin name
+
+    def with_overrides(self, **params) -> "PolicyPreset":
+        """The preset with command-line values (those not None) replacing its [params]."""
+        given = {k: v for k, v in params.items() if v is not None}
+        return replace(self, params={**self.params, **given}) if given else self
 
     def fingerprint(self) -> str:
         blob = json.dumps({"plugin": self.plugin, "params": self.params}, sort_keys=True).encode()
