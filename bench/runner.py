@@ -58,6 +58,14 @@ class RunConfig:
     """Name of the run folder (default: timestamp-policy-pid)."""
     server: str | None = None
     """Policy server address for remote policies (overrides the preset's `server`)."""
+    backend: str | None = None
+    """Model backend for pi0/pi05: lerobot or openpi (overrides the preset)."""
+    checkpoint: str | None = None
+    """Model checkpoint folder (overrides the preset)."""
+    tokenizer: str | None = None
+    """PaliGemma SentencePiece model, paligemma_tokenizer.model (overrides the preset)."""
+    norm_stats: str | None = None
+    """norm_stats.json with the state/action statistics the checkpoint was trained with (overrides the preset)."""
     """Name of the run folder (default: timestamp-policy-pid)."""
     tasks_dir: Path = DEFAULT_TASKS_DIR
     """Folder holding suite.toml and the task specs."""
@@ -172,7 +180,9 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
     config.validate()
     suite = load_suite(config.tasks_dir)
     tasks = suite.resolve(config.tasks)
-    preset = resolve_preset(config.policy, config.presets_dir).with_overrides(server=config.server)
+    preset = resolve_preset(config.policy, config.presets_dir).with_overrides(
+        server=config.server, backend=config.backend, checkpoint=config.checkpoint, tokenizer=config.tokenizer,
+        norm_stats=config.norm_stats)
     ensure_writable(config.output)
     num_envs = min(config.num_envs, config.episodes)
     policy = build_policy(preset, num_slots=num_envs, seed=config.seed)

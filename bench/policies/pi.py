@@ -1,0 +1,136 @@
+"""`pi0` / `pi05`: Physical Intelligence's models in process, on the lerobot (PyTorch) or openpi (JAX) backend.
+
+The policy composes bench's adapters around a backend that only runs the network:
+ManiSkill obs -> camera map + resize-with-pad -> state layout -> normalize -> (Pi0.5: bins in the prompt)
+-> tokenize -> backend.sample_actions (one batched forward) -> un-normalize -> controller's action dims.
+Everything a result depends on is checked before the first episode (preflight) and reported by `describe`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bench.adapters import STATE_LAYOUTS, Normalizer, clean_prompt, pad_to, pi05_prompt, pi_images
+from bench.errors import BenchError
+from bench.policies import EpisodeContext, Obs, Policy
+from bench.tasks import TaskSpec
+
+MODELS = ("pi0", "pi05")
+BACKENDS = ("lerobot", "openpi")
+MODEL_DIM = 32  # Pi models pad state and action vectors to 32 dims
+DEFAULT_CAMERAS = {"base_0_rgb": "base_camera", "left_wrist_0_rgb": "hand_camera", "right_wrist_0_rgb": None}
+
+
+class PromptTokenizer:
+    """PaliGemma SentencePiece tokenization as openpi does it (Pi0: prompt + "\\n"; Pi0.5: the full text)."""
+
+    def __init__(self, path: Path, max_len: int):
+        import sentencepiece
+
+        self._sp = sentencepiece.SentencePieceProcessor(model_file=str(path))
+        self.max_len = max_len
+
+    def __call__(self, texts: list[str], pi0_format: bool) -> tuple[np.ndarray, np.ndarray]:
+        tokens = np.zeros((len(texts), self.max_len), np.int64)
+        masks = np.zeros((len(texts), self.max_len), bool)
+        for row, text in enumerate(texts):
+            ids = self._sp.encode(text, add_bos=True) + (self._sp.encode("\n") if pi0_format else [])
+            ids = ids[: self.max_len]
+            tokens[row, : len(ids)] = ids
+            masks[row, : len(ids)] = True
+        return tokens, masks
+
+
+def load_norm_stats(path: Path, needs_quantiles: bool) -> dict[str, Normalizer]:
+    """openpi's norm_stats.json ({"norm_stats": {"state": {...}, "actions": {...}}}) -> normalizers."""
+    if not path.is_file():
+        raise BenchError(f"norm stats not found at {path}: pass --norm-stats with the checkpoint's norm_stats.json")
+    try:
+        stats = json.loads(path.read_text())
+        stats = stats.get("norm_stats", stats)
+        return {key: Normalizer.from_stats(stats[key], use_quantiles=needs_quantiles) for key in ("state", "actions")}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        quantiles = " with q01/q99 (Pi0.5 normalizes with quantiles)" if needs_quantiles else ""
+        raise BenchError(f"{path}: norm stats need 'state' and 'actions' entries with mean/std{quantiles} ({e})") from None
+
+
+def _build_backend(model: str, backend: str, checkpoint: Path | None, tiny: bool, dtype: str, seed: int):
+    if backend == "lerobot":
+        try:
+            from bench.policies.pi_lerobot import LerobotPiBackend
+        except ImportError as e:
+            raise BenchError(f"--backend lerobot needs lerobot: pip install 'lerobot[pi]==0.6.1' ({e})") from None
+        try:
+            return LerobotPiBackend(model, checkpoint, tiny=tiny, dtype=dtype, seed=seed)
+        except (FileNotFoundError, ValueError) as e:
+            raise BenchError(str(e)) from None
+    raise BenchError(f"backend '{backend}' is not available in this environment; use --backend lerobot")
+
+
+class PiPolicy(Policy):
+    """Pi0 or Pi0.5; parameters come from a preset (policies/pi0.toml, pi05.toml) and the command line."""
+
+    def __init__(self, num_slots: int, seed: int = 0, model: str = "pi05", backend: str = "lerobot",
+                 checkpoint: str | None = None, tokenizer: str | None = None, norm_stats: str | None = None,
+                 cameras: dict[str, str] | None = None, state_layout: str = "qpos8", action_dim: int = 7,
+                 dtype: str = "bfloat16", tiny: bool = False):
+        if model not in MODELS or backend not in BACKENDS:
+            raise BenchError(f"unknown model '{model}' or backend '{backend}': models {MODELS}, backends {BACKENDS}")
+        if state_layout not in STATE_LAYOUTS:
+            raise BenchError(f"unknown state_layout '{state_layout}': one of {', '.join(STATE_LAYOUTS)}")
+        if not tiny and not checkpoint:
+            raise BenchError(f"{model} needs a checkpoint: pass --checkpoint PATH")
+        if not tokenizer or not Path(tokenizer).is_file():
+            raise BenchError(f"PaliGemma tokenizer not found at {tokenizer}: pass --tokenizer path/to/paligemma_tokenizer.model")
+        if not norm_stats:
+            raise BenchError("no norm stats: pass --norm-stats path/to/norm_stats.json (from the checkpoint's assets)")
+        self.name = model
+        self._model, self._state_layout, self._action_dim = model, state_layout, action_dim
+        self._cameras = {**DEFAULT_CAMERAS, **{k: (v or None) for k, v in (cameras or {}).items()}}
+        self._norm = load_norm_stats(Path(norm_stats), needs_quantiles=model == "pi05")
+        self._backend = _build_backend(model, backend, Path(checkpoint) if checkpoint else None, tiny, dtype, seed)
+        self._tokenizer = PromptTokenizer(Path(tokenizer), self._backend.max_token_len)
+        self._settings = {"model": model, "backend": backend, "checkpoint": checkpoint, "tokenizer": tokenizer,
+                          "norm_stats": norm_stats, "cameras": self._cameras, "state_layout": state_layout,
+                          "action_dim": action_dim, "dtype": dtype, "tiny": tiny}
+        self._instructions: list[str | None] = [None] * num_slots
+
+    def describe(self) -> dict:
+        return {"name": self.name, **self._settings, "checkpoint_fingerprint": self._backend.fingerprint(),
+                "action_horizon": self._backend.action_horizon, "max_token_len": self._backend.max_token_len}
+
+    def check_task(self, task: TaskSpec) -> None:
+        cameras = {c for c in self._cameras.values() if c}
+        if not cameras <= set(task.cameras):
+            raise BenchError(f"{self.name} reads cameras {sorted(cameras - set(task.cameras))} that {task.id} lacks")
+        if task.control_mode != "pd_ee_delta_pose" or self._action_dim != 7:
+            raise BenchError(f"action dimension mismatch: {self.name} emits {self._action_dim}-D actions, {task.id}'s "
+                             f"controller {task.control_mode} takes 7; fix action_dim in the preset or the task file")
+        stats_dims = {k: len(n.mean) for k, n in self._norm.items()}
+        if stats_dims["actions"] < self._action_dim:
+            raise BenchError(f"norm stats cover {stats_dims['actions']} action dims, the controller needs {self._action_dim}")
+
+    def reset(self, slot: int, context: EpisodeContext) -> None:
+        self._instructions[slot] = context.task.instruction
+
+    def act(self, obs: Obs, slots: np.ndarray) -> np.ndarray:
+        from bench.policies.pi_lerobot import PiInputs
+
+        images, masks = pi_images(obs, self._cameras)
+        raw_state = STATE_LAYOUTS[self._state_layout](obs).astype(np.float32)
+        if raw_state.shape[1] != len(self._norm["state"].mean):
+            raise BenchError(f"state layout '{self._state_layout}' gives {raw_state.shape[1]} dims, the norm stats "
+                             f"{len(self._norm['state'].mean)}: fix state_layout in the preset")
+        state = self._norm["state"].normalize(raw_state)
+        instructions = [self._instructions[s] for s in slots]
+        if self._model == "pi05":
+            texts = [pi05_prompt(text, row) for text, row in zip(instructions, state)]
+        else:
+            texts = [clean_prompt(text) for text in instructions]
+        tokens, token_masks = self._tokenizer(texts, pi0_format=self._model == "pi0")
+        inputs = PiInputs(images, masks, pad_to(state, MODEL_DIM), tokens, token_masks)
+        actions = self._backend.sample_actions(inputs)
+        return self._norm["actions"].unnormalize(actions)[:, :, : self._action_dim]
