@@ -9,6 +9,7 @@ Everything a result depends on is checked before the first episode (preflight) a
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,17 @@ MODELS = ("pi0", "pi05")
 BACKENDS = ("lerobot", "openpi")
 MODEL_DIM = 32  # Pi models pad state and action vectors to 32 dims
 DEFAULT_CAMERAS = {"base_0_rgb": "base_camera", "left_wrist_0_rgb": "hand_camera", "right_wrist_0_rgb": None}
+
+
+@dataclass
+class PiInputs:
+    """One batch of model inputs, built by the adapters; what every backend's `sample_actions` takes."""
+
+    images: dict[str, np.ndarray]  # base_0_rgb, left_wrist_0_rgb, right_wrist_0_rgb: uint8 [B, 224, 224, 3]
+    image_masks: dict[str, np.ndarray]  # same keys: bool [B]; False = camera absent (black image)
+    state: np.ndarray  # float32 [B, 32]: normalized, zero-padded
+    tokens: np.ndarray  # int64 [B, L]: PaliGemma token ids, zero-padded
+    token_masks: np.ndarray  # bool [B, L]
 
 
 class PromptTokenizer:
@@ -117,8 +129,6 @@ class PiPolicy(Policy):
         self._instructions[slot] = context.task.instruction
 
     def act(self, obs: Obs, slots: np.ndarray) -> np.ndarray:
-        from bench.policies.pi_lerobot import PiInputs
-
         images, masks = pi_images(obs, self._cameras)
         raw_state = STATE_LAYOUTS[self._state_layout](obs).astype(np.float32)
         if raw_state.shape[1] != len(self._norm["state"].mean):
