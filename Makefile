@@ -6,7 +6,7 @@ BENCH := $(VENV)/bin/bench
 EPISODES ?= 4
 NUM_ENVS ?= 2
 
-.PHONY: setup run test bench-quick clean
+.PHONY: setup run test test-openpi bench-quick clean
 
 $(VENV)/.installed: pyproject.toml scripts/install-system-deps.sh
 	bash scripts/install-system-deps.sh
@@ -23,6 +23,11 @@ run: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest -q
+
+# openpi (JAX) pins numpy<2, lerobot needs numpy>=2: its backend is tested in a venv of its own.
+test-openpi:
+	bash scripts/setup-openpi-env.sh .venv-openpi
+	PYTHONPATH=$(CURDIR) .venv-openpi/bin/python -m pytest -q --confcutdir=tests/openpi tests/openpi
 
 bench-quick: setup
 	$(VENV)/bin/python benchmarks/env_throughput.py --quick

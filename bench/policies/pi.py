@@ -69,17 +69,28 @@ def load_norm_stats(path: Path, needs_quantiles: bool) -> dict[str, Normalizer]:
         raise BenchError(f"{path}: norm stats need 'state' and 'actions' entries with mean/std{quantiles} ({e})") from None
 
 
-def _build_backend(model: str, backend: str, checkpoint: Path | None, tiny: bool, dtype: str, seed: int):
-    if backend == "lerobot":
-        try:
-            from bench.policies.pi_lerobot import LerobotPiBackend
-        except ImportError as e:
-            raise BenchError(f"--backend lerobot needs lerobot: pip install 'lerobot[pi]==0.6.1' ({e})") from None
-        try:
-            return LerobotPiBackend(model, checkpoint, tiny=tiny, dtype=dtype, seed=seed)
-        except (FileNotFoundError, ValueError) as e:
-            raise BenchError(str(e)) from None
-    raise BenchError(f"backend '{backend}' is not available in this environment; use --backend lerobot")
+BACKEND_SETUP = {
+    "lerobot": "pip install -e '.[lerobot]' (lerobot 0.6.1)",
+    "openpi": "run bench from the openpi environment: bash scripts/setup-openpi-env.sh, then .venv-openpi/bin/python",
+}
+
+
+def build_backend(model: str, backend: str, checkpoint: Path | None, tiny: bool = False, dtype: str = "bfloat16",
+                  seed: int = 0, **options):
+    """The model backend; missing packages and checkpoint problems become one-line BenchErrors."""
+    try:
+        if backend == "lerobot":
+            from bench.policies.pi_lerobot import LerobotPiBackend as Backend
+        elif backend == "openpi":
+            from bench.policies.pi_openpi import OpenpiPiBackend as Backend
+        else:
+            raise BenchError(f"unknown backend '{backend}': one of {', '.join(BACKENDS)}")
+    except ImportError as e:
+        raise BenchError(f"--backend {backend} is not importable here ({e}): {BACKEND_SETUP[backend]}") from None
+    try:
+        return Backend(model, checkpoint, tiny=tiny, dtype=dtype, seed=seed, **options)
+    except (FileNotFoundError, ValueError) as e:
+        raise BenchError(str(e)) from None
 
 
 class PiPolicy(Policy):
@@ -103,7 +114,7 @@ class PiPolicy(Policy):
         self._model, self._state_layout, self._action_dim = model, state_layout, action_dim
         self._cameras = {**DEFAULT_CAMERAS, **{k: (v or None) for k, v in (cameras or {}).items()}}
         self._norm = load_norm_stats(Path(norm_stats), needs_quantiles=model == "pi05")
-        self._backend = _build_backend(model, backend, Path(checkpoint) if checkpoint else None, tiny, dtype, seed)
+        self._backend = build_backend(model, backend, Path(checkpoint) if checkpoint else None, tiny, dtype, seed)
         self._tokenizer = PromptTokenizer(Path(tokenizer), self._backend.max_token_len)
         self._settings = {"model": model, "backend": backend, "checkpoint": checkpoint, "tokenizer": tokenizer,
                           "norm_stats": norm_stats, "cameras": self._cameras, "state_layout": state_layout,

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Creates .venv-openpi: openpi's JAX Pi0 / Pi0.5 (`--backend openpi`) in its own environment, because openpi pins
+# numpy<2 and jax 0.5 while lerobot (.venv) needs numpy>=2. openpi is not on PyPI: `rpent-openpi` repackages upstream's
+# `openpi` package unchanged; it is installed --no-deps and its runtime dependencies are listed here instead (its own
+# pins drag in old torch/jax). torch is needed too: openpi.models.model imports torch and openpi's PyTorch model at
+# import time, even for the JAX path. Same torch version as .venv so that uv's cache is shared.
+# Idempotent: does nothing when the venv was already made by this exact script.
+# Usage: scripts/setup-openpi-env.sh [VENV_DIR]   (default .venv-openpi; PYTHON312=/path/to/python3.12 to choose)
+# Test:  PYTHONPATH=$PWD .venv-openpi/bin/python -m pytest -q --confcutdir=tests/openpi tests/openpi
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${1:-.venv-openpi}"
+STAMP="$VENV/.installed"
+WANT="$(sha256sum "$0" | cut -c1-16)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && "$VENV/bin/python" -c "import importlib.util as u; assert u.find_spec('openpi') and u.find_spec('jax')" 2>/dev/null; then
+  exit 0
+fi
+
+PY=""
+# an interpreter that runs (a pyenv shim may exist and fail); 3.12 like the project, else 3.11 (the pins work on both)
+for cand in "${PYTHON312:-}" python3.12 /root/.pyenv/versions/3.12.1/bin/python3.12 python3.11; do
+  [ -n "$cand" ] || continue
+  if PY="$("$cand" -c "import sys; assert sys.version_info[:2] in ((3, 12), (3, 11)); print(sys.executable)" 2>/dev/null)"; then
+    break
+  fi
+  PY=""
+done
+[ -n "$PY" ] || { echo "setup-openpi-env: need Python 3.12 or 3.11 (set PYTHON312=/path/to/python)" >&2; exit 2; }
+command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
+
+uv venv -q --allow-existing --python "$PY" "$VENV"
+uv pip install -q --python "$VENV/bin/python" --no-deps rpent-openpi==0.2.2
+uv pip install -q --python "$VENV/bin/python" \
+  jax==0.5.3 jaxlib==0.5.3 flax==0.10.2 orbax-checkpoint==0.11.13 jaxtyping==0.2.36 beartype==0.19.0 chex==0.1.90 \
+  "numpy<2" "transformers>=4.57.1,<4.58" torch==2.11.0 \
+  augmax==0.4.1 einops==0.8.2 numpydantic==1.8.1 pydantic==2.14.3 sentencepiece==0.2.3 safetensors==0.8.0 \
+  ml-collections==1.1.0 tyro==1.0.17 etils==1.15.0 filelock fsspec tqdm-loggable==0.4.1 dm-tree==0.1.10 pytest
+"$VENV/bin/python" -c "import openpi.models.pi0, openpi.models.pi0_config, jax, numpy; assert numpy.__version__ < '2'"
+echo "$WANT" > "$STAMP"

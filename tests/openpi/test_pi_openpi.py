@@ -1,0 +1,112 @@
+"""The openpi (JAX) backend of Pi0 / Pi0.5, on openpi's tiny ("dummy" Gemma) model with random weights.
+
+Runs in its own environment (openpi pins numpy<2; lerobot needs numpy>=2):
+    scripts/setup-openpi-env.sh
+    PYTHONPATH=$PWD .venv-openpi/bin/python -m pytest -q --confcutdir=tests/openpi tests/openpi
+(--confcutdir keeps pytest from loading tests/conftest.py, which needs the main environment's pandas and bench.cli.)
+The tiny model still has a full-size SigLIP (~430M parameters): it is built once per session and used at B<=2, in
+float32 (deterministic and faster than bfloat16 on CPU).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# not plain "openpi": with pytest's rootdir on sys.path, this very folder (tests/openpi) imports as a namespace package
+pytest.importorskip("openpi.models.pi0", reason="needs the openpi environment: scripts/setup-openpi-env.sh")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jax 0.5 / flax 0.10 internals, not ours
+
+from bench.policies.pi import PiInputs  # noqa: E402
+from bench.policies.pi_openpi import OpenpiPiBackend  # noqa: E402
+
+KEYS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
+
+
+def make_inputs(batch: int, seed: int = 0, prompt_len: int = 12) -> PiInputs:
+    rng = np.random.default_rng(seed)
+    tokens = np.zeros((batch, 48), np.int64)
+    tokens[:, :prompt_len] = rng.integers(2, 1000, (batch, prompt_len))
+    masks = tokens != 0
+    return PiInputs(
+        images={k: rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8) for k in KEYS},
+        image_masks={"base_0_rgb": np.ones(batch, bool), "left_wrist_0_rgb": np.ones(batch, bool),
+                     "right_wrist_0_rgb": np.zeros(batch, bool)},
+        state=rng.standard_normal((batch, 32)).astype(np.float32),
+        tokens=tokens,
+        token_masks=masks,
+    )
+
+
+def row(inputs: PiInputs, i: int) -> PiInputs:
+    return PiInputs({k: v[i:i + 1] for k, v in inputs.images.items()},
+                    {k: v[i:i + 1] for k, v in inputs.image_masks.items()},
+                    inputs.state[i:i + 1], inputs.tokens[i:i + 1], inputs.token_masks[i:i + 1])
+
+
+def make_noise(batch: int, horizon: int = 50, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((batch, horizon, 32)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_pi0() -> OpenpiPiBackend:
+    return OpenpiPiBackend("pi0", tiny=True, dtype="float32", seed=0)
+
+
+@pytest.fixture(scope="session")
+def inputs2() -> PiInputs:
+    return make_inputs(2)
+
+
+def test_tiny_pi0_actions(tiny_pi0, inputs2):
+    assert (tiny_pi0.action_horizon, tiny_pi0.max_token_len) == (50, 48)
+    actions = tiny_pi0.sample_actions(inputs2)
+    assert actions.shape == (2, 50, 32) and actions.dtype == np.float32
+    assert np.isfinite(actions).all()
+    # without explicit noise, every call draws new noise (seed + call counter)
+    assert not np.allclose(actions, tiny_pi0.sample_actions(inputs2))
+    assert tiny_pi0.fingerprint() == "tiny-random-0-pi0"
+
+
+def test_batched_matches_one_at_a_time(tiny_pi0, inputs2):
+    noise = make_noise(2)
+    batched = tiny_pi0.sample_actions(inputs2, noise=noise)
+    singles = np.concatenate([tiny_pi0.sample_actions(row(inputs2, i), noise=noise[i:i + 1]) for i in range(2)])
+    # Rows never interact in the model, so only float32 rounding differs: XLA compiles a separate program per batch
+    # size, whose matmul tiling/summation order can differ, and 10 flow steps accumulate it. Hence not bit equality.
+    np.testing.assert_allclose(batched, singles, rtol=1e-4, atol=1e-4)
+    # the same noise through the same program is bit-reproducible
+    np.testing.assert_array_equal(batched, tiny_pi0.sample_actions(inputs2, noise=noise))
+
+
+def test_save_load_roundtrip(tiny_pi0, inputs2, tmp_path):
+    tiny_pi0.save(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "params" / "_METADATA").is_file()
+    loaded = OpenpiPiBackend("pi0", tmp_path / "ckpt", tiny=True, dtype="float32", seed=123)
+    fingerprint = loaded.fingerprint()
+    assert len(fingerprint) == 16 and int(fingerprint, 16) >= 0  # a sha256 prefix over the params files
+    noise = make_noise(2, seed=7)
+    np.testing.assert_array_equal(loaded.sample_actions(inputs2, noise=noise), tiny_pi0.sample_actions(inputs2, noise=noise))
+
+
+def test_missing_checkpoint(tmp_path):
+    missing = tmp_path / "no_such_step"
+    with pytest.raises(FileNotFoundError, match="no_such_step"):
+        OpenpiPiBackend("pi0", missing)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="params"):
+        OpenpiPiBackend("pi0", tmp_path / "empty")
+    (tmp_path / "partial" / "params").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="_METADATA"):
+        OpenpiPiBackend("pi0", tmp_path / "partial")
+
+
+def test_tiny_pi05_actions():
+    backend = OpenpiPiBackend("pi05", tiny=True, dtype="float32", seed=0)
+    assert (backend.action_horizon, backend.max_token_len) == (50, 200)
+    actions = backend.sample_actions(make_inputs(2, seed=3), noise=make_noise(2))
+    assert actions.shape == (2, 50, 32) and actions.dtype == np.float32
+    assert np.isfinite(actions).all()
+    assert backend.fingerprint() == "tiny-random-0-pi05"
