@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +33,35 @@ def run_dir_of(output: Path) -> Path:
 
 def episodes_without_timing(run: Path) -> pd.DataFrame:
     return read_episodes(run).drop(columns=TIMING_COLUMNS).sort_values(["task", "episode"]).reset_index(drop=True)
+
+
+CORPUS = ["Grasp a red cube and move it to a target goal position.", "Push and move a cube to a goal region.",
+          "Task: pick up the peg, State: 0 12 128 255;\nAction: "] * 20
+
+
+@pytest.fixture(scope="session")
+def spm_model(tmp_path_factory) -> Path:
+    """A tiny SentencePiece model trained in milliseconds, laid out like PaliGemma's (bos/eos/pad, byte fallback)."""
+    import sentencepiece
+
+    folder = tmp_path_factory.mktemp("tokenizer")
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS))
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(folder / "tiny"), vocab_size=300, byte_fallback=True,
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3, model_type="bpe", minloglevel=2,
+        normalization_rule_name="identity", remove_extra_whitespaces=False)  # keep "\n" like PaliGemma
+    return folder / "tiny.model"
+
+
+@pytest.fixture
+def norm_stats(tmp_path) -> Path:
+    def stats(n):
+        return {"mean": [0.0] * n, "std": [1.0] * n, "q01": [-1.0] * n, "q99": [1.0] * n}
+
+    path = tmp_path / "norm_stats.json"
+    path.write_text(json.dumps({"norm_stats": {"state": stats(8), "actions": stats(7)}}))
+    return path
 
 
 __all__ = ["episodes_without_timing", "read_manifest", "run_dir_of"]

@@ -1,41 +1,15 @@
-"""Pi0/Pi0.5 policy: tokenizer formats and preflight errors (one line, exit 2, nothing written)."""
+"""Pi0/Pi0.5 policy: tokenizer formats, preflight errors (one line, exit 2, nothing written), `bench run`."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.adapters import pi05_prompt
 from bench.policies.pi import PromptTokenizer
+from bench.results import read_episodes
 
-CORPUS = ["Grasp a red cube and move it to a target goal position.", "Push and move a cube to a goal region.",
-          "Task: pick up the peg, State: 0 12 128 255;\nAction: "] * 20
-
-
-@pytest.fixture(scope="session")
-def spm_model(tmp_path_factory) -> Path:
-    """A tiny SentencePiece model trained in milliseconds, laid out like PaliGemma's (bos/eos/pad, byte fallback)."""
-    import sentencepiece
-
-    folder = tmp_path_factory.mktemp("tokenizer")
-    corpus = folder / "corpus.txt"
-    corpus.write_text("\n".join(CORPUS))
-    sentencepiece.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(folder / "tiny"), vocab_size=300, byte_fallback=True,
-        pad_id=0, eos_id=1, bos_id=2, unk_id=3, model_type="bpe", minloglevel=2,
-        normalization_rule_name="identity", remove_extra_whitespaces=False)  # keep "\n" like PaliGemma
-    return folder / "tiny.model"
-
-
-@pytest.fixture
-def norm_stats(tmp_path) -> Path:
-    def stats(n):
-        return {"mean": [0.0] * n, "std": [1.0] * n, "q01": [-1.0] * n, "q99": [1.0] * n}
-
-    path = tmp_path / "norm_stats.json"
-    path.write_text(json.dumps({"norm_stats": {"state": stats(8), "actions": stats(7)}}))
-    return path
+from conftest import read_manifest, run_dir_of
 
 
 def test_tokenizer_formats_follow_openpi(spm_model):
@@ -75,3 +49,26 @@ def test_pi_preflight_norm_stats(bench, tmp_path, spm_model, norm_stats):
     norm_stats.write_text(json.dumps(stats))
     code, text = bench(*args, "--norm-stats", str(norm_stats))
     assert code == 2 and "with q01/q99 (Pi0.5 normalizes with quantiles)" in " ".join(text.split())
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("model", ["pi0", "pi05"])
+def test_bench_run_with_a_lerobot_checkpoint(bench, tmp_path, spm_model, norm_stats, model):
+    """Real lerobot Pi0/Pi0.5 (tiny, random weights) saved as an HF-format checkpoint, evaluated by `bench run`."""
+    pytest.importorskip("lerobot.policies.pi0.modeling_pi0")
+    from bench.policies.pi_lerobot import LerobotPiBackend
+
+    checkpoint = tmp_path / "ckpt"
+    LerobotPiBackend(model, tiny=True, seed=3).save(checkpoint)
+    output = tmp_path / "out"
+    code, text = bench("run", "--policy", model, "--backend", "lerobot", "--checkpoint", str(checkpoint),
+                       "--tokenizer", str(spm_model), "--norm-stats", str(norm_stats), "--tasks", "PickCube-v1",
+                       "--episodes", "2", "--num-envs", "2", "--replan-steps", "10", "--output", str(output))
+    assert code == 0, text
+    run = run_dir_of(output)
+    episodes = read_episodes(run)
+    assert len(episodes) == 2 and (episodes["steps"] == 100).all()
+    described = read_manifest(run)["policy"]["describe"]
+    assert described["model"] == model and described["backend"] == "lerobot"
+    assert described["checkpoint_fingerprint"] == LerobotPiBackend(model, checkpoint).fingerprint()
+    assert described["action_horizon"] == 50

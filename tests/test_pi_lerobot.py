@@ -1,0 +1,154 @@
+"""The lerobot (PyTorch) backend of Pi0 / Pi0.5 on tiny random-initialized models (real lerobot 0.6.1 classes, CPU).
+
+The tiny models (~41M parameters, nearly all of it the hard-coded 257152-token vocabulary) run a chunk in well
+under a second on CPU; each is built once per session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+pytest.importorskip("lerobot.policies.pi0.modeling_pi0", reason="needs lerobot[pi]==0.6.1")
+
+from bench.policies.pi import PiInputs  # noqa: E402
+from bench.policies.pi_lerobot import LerobotPiBackend  # noqa: E402
+
+KEYS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
+MODELS = ("pi0", "pi05")
+
+
+def make_inputs(batch: int, seed: int = 0, length: int = 48) -> PiInputs:
+    rng = np.random.default_rng(seed)
+    tokens = np.zeros((batch, length), np.int64)
+    for i in range(batch):  # different prompt lengths per row, so padding differs inside the batch
+        n = 5 + 3 * i
+        tokens[i, :n] = rng.integers(2, 1000, n)
+    masks = tokens != 0
+    image_masks = {"base_0_rgb": np.ones(batch, bool), "left_wrist_0_rgb": np.ones(batch, bool),
+                   "right_wrist_0_rgb": np.zeros(batch, bool)}
+    if batch > 1:
+        image_masks["left_wrist_0_rgb"][1] = False  # one row without its wrist camera
+    images = {k: rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8) for k in KEYS}
+    for k in KEYS:
+        images[k][~image_masks[k]] = 0  # absent camera: black image
+    return PiInputs(images=images, image_masks=image_masks, state=rng.standard_normal((batch, 32)).astype(np.float32),
+                    tokens=tokens, token_masks=masks)
+
+
+def row(inputs: PiInputs, i: int) -> PiInputs:
+    return PiInputs({k: v[i:i + 1] for k, v in inputs.images.items()},
+                    {k: v[i:i + 1] for k, v in inputs.image_masks.items()},
+                    inputs.state[i:i + 1], inputs.tokens[i:i + 1], inputs.token_masks[i:i + 1])
+
+
+def make_noise(batch: int, horizon: int = 50, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((batch, horizon, 32)).astype(np.float32)
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def backend(request) -> LerobotPiBackend:
+    return LerobotPiBackend(request.param, tiny=True, seed=0)
+
+
+@pytest.fixture(scope="module")
+def inputs3() -> PiInputs:
+    return make_inputs(3)
+
+
+def test_shapes_and_config(backend, inputs3):
+    assert backend.action_horizon == 50
+    assert backend.max_token_len == (48 if backend.model_name == "pi0" else 200)
+    assert backend.fingerprint() == f"tiny-random-0-{backend.model_name}"
+    assert sum(p.numel() for p in backend.policy.parameters()) < 50_000_000
+    actions = backend.sample_actions(inputs3)
+    assert actions.shape == (3, 50, 32) and actions.dtype == np.float32
+    assert np.isfinite(actions).all()
+    assert not np.allclose(actions, backend.sample_actions(inputs3))  # noise=None draws fresh noise each call
+
+
+def test_batched_equals_one_at_a_time(backend, inputs3):
+    noise = make_noise(3)
+    batched = backend.sample_actions(inputs3, noise=noise)
+    for i in range(3):
+        single = backend.sample_actions(row(inputs3, i), noise=noise[i:i + 1])
+        np.testing.assert_allclose(batched[i:i + 1], single, atol=1e-5, rtol=1e-5)
+    # and the inputs matter: another row's observation with the same noise gives other actions
+    assert not np.allclose(batched[0], batched[1], atol=1e-3)
+
+
+def test_state_input(backend, inputs3):
+    """Pi0 reads the continuous state; Pi0.5 does not (its state is discretized in the prompt tokens)."""
+    noise = make_noise(3)
+    other = make_inputs(3)
+    other.state = other.state + 1.0
+    changed = not np.allclose(backend.sample_actions(inputs3, noise=noise), backend.sample_actions(other, noise=noise))
+    assert changed == (backend.model_name == "pi0")
+
+
+def test_seeded_init_is_deterministic(backend):
+    again = LerobotPiBackend(backend.model_name, tiny=True, seed=0)
+    inputs, noise = make_inputs(1), make_noise(1)
+    np.testing.assert_array_equal(again.sample_actions(inputs, noise=noise), backend.sample_actions(inputs, noise=noise))
+
+
+def test_save_load_roundtrip(backend, inputs3, tmp_path):
+    folder = tmp_path / f"{backend.model_name}-tiny"
+    backend.save(folder)
+    loaded = LerobotPiBackend(backend.model_name, folder)
+    noise = make_noise(3, seed=7)
+    np.testing.assert_array_equal(backend.sample_actions(inputs3, noise=noise), loaded.sample_actions(inputs3, noise=noise))
+    fp = loaded.fingerprint()
+    digest = hashlib.sha256(b"model.safetensors" + (folder / "model.safetensors").read_bytes()).hexdigest()
+    assert fp == digest[:16]  # a hash of the weight file, not the tiny-random label
+    assert (loaded.action_horizon, loaded.max_token_len) == (backend.action_horizon, backend.max_token_len)
+
+
+def test_wrong_model_type_is_rejected(backend, tmp_path):
+    backend.save(tmp_path / "ckpt")
+    other = "pi0" if backend.model_name == "pi05" else "pi05"
+    with pytest.raises(ValueError, match=f"'{backend.model_name}' policy"):
+        LerobotPiBackend(other, tmp_path / "ckpt")
+
+
+def test_missing_checkpoint(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError, match="nope"):
+        LerobotPiBackend("pi0", missing)
+
+
+@pytest.mark.parametrize("drop", ["model.safetensors", "config.json"])
+def test_incomplete_checkpoint(tmp_path, drop):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        if name != drop:
+            (folder / name).write_text("{}")
+    with pytest.raises(FileNotFoundError) as info:
+        LerobotPiBackend("pi0", folder)
+    assert str(folder) in str(info.value) and drop in str(info.value)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        LerobotPiBackend("pi1", tiny=True)
+    with pytest.raises(ValueError):
+        LerobotPiBackend("pi0")  # neither checkpoint nor tiny
+
+
+def test_weights_that_do_not_fit_are_rejected(backend, tmp_path):
+    """lerobot's from_pretrained only prints a warning and returns a random model when loading fails: we raise."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "ckpt"
+    backend.save(folder)
+    weights = load_file(folder / "model.safetensors")
+    weights.pop("model.action_in_proj.bias")
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="could not load the weights"):
+        LerobotPiBackend(backend.model_name, folder)
