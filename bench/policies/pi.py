@@ -35,6 +35,11 @@ class PiInputs:
     tokens: np.ndarray  # int64 [B, L]: PaliGemma token ids, zero-padded
     token_masks: np.ndarray  # bool [B, L]
 
+    def take(self, rows: slice | np.ndarray) -> "PiInputs":
+        """The same inputs for a subset of the batch rows."""
+        return PiInputs({k: v[rows] for k, v in self.images.items()}, {k: v[rows] for k, v in self.image_masks.items()},
+                        self.state[rows], self.tokens[rows], self.token_masks[rows])
+
 
 class PromptTokenizer:
     """PaliGemma SentencePiece tokenization as openpi does it (Pi0: prompt + "\\n"; Pi0.5: the full text)."""
@@ -93,18 +98,26 @@ def build_backend(model: str, backend: str, checkpoint: Path | None, tiny: bool 
         raise BenchError(str(e)) from None
 
 
+def _torch_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class PiPolicy(Policy):
     """Pi0 or Pi0.5; parameters come from a preset (policies/pi0.toml, pi05.toml) and the command line."""
 
     def __init__(self, num_slots: int, seed: int = 0, model: str = "pi05", backend: str = "lerobot",
                  checkpoint: str | None = None, tokenizer: str | None = None, norm_stats: str | None = None,
                  cameras: dict[str, str] | None = None, state_layout: str = "qpos8", action_dim: int = 7,
-                 dtype: str = "bfloat16", tiny: bool = False):
+                 dtype: str = "bfloat16", tiny: bool = False, random_init: bool = False, device: str = "auto"):
         if model not in MODELS or backend not in BACKENDS:
             raise BenchError(f"unknown model '{model}' or backend '{backend}': models {MODELS}, backends {BACKENDS}")
         if state_layout not in STATE_LAYOUTS:
             raise BenchError(f"unknown state_layout '{state_layout}': one of {', '.join(STATE_LAYOUTS)}")
-        if not tiny and not checkpoint:
+        if not (tiny or random_init or checkpoint):
             raise BenchError(f"{model} needs a checkpoint: pass --checkpoint PATH")
         if not tokenizer or not Path(tokenizer).is_file():
             raise BenchError(f"PaliGemma tokenizer not found at {tokenizer}: pass --tokenizer path/to/paligemma_tokenizer.model")
@@ -114,11 +127,16 @@ class PiPolicy(Policy):
         self._model, self._state_layout, self._action_dim = model, state_layout, action_dim
         self._cameras = {**DEFAULT_CAMERAS, **{k: (v or None) for k, v in (cameras or {}).items()}}
         self._norm = load_norm_stats(Path(norm_stats), needs_quantiles=model == "pi05")
-        self._backend = build_backend(model, backend, Path(checkpoint) if checkpoint else None, tiny, dtype, seed)
+        options = {"random_init": True} if random_init else {}  # full-size random weights: throughput benchmarks
+        if backend == "lerobot":
+            options["device"] = _torch_device(device)
+        self._backend = build_backend(model, backend, Path(checkpoint) if checkpoint else None, tiny, dtype, seed,
+                                      **options)
         self._tokenizer = PromptTokenizer(Path(tokenizer), self._backend.max_token_len)
         self._settings = {"model": model, "backend": backend, "checkpoint": checkpoint, "tokenizer": tokenizer,
                           "norm_stats": norm_stats, "cameras": self._cameras, "state_layout": state_layout,
-                          "action_dim": action_dim, "dtype": dtype, "tiny": tiny}
+                          "action_dim": action_dim, "dtype": dtype, "tiny": tiny, "random_init": random_init,
+                          "device": options.get("device", device)}
         self._instructions: list[str | None] = [None] * num_slots
 
     def describe(self) -> dict:

@@ -41,9 +41,7 @@ def make_inputs(batch: int, seed: int = 0, prompt_len: int = 12) -> PiInputs:
 
 
 def row(inputs: PiInputs, i: int) -> PiInputs:
-    return PiInputs({k: v[i:i + 1] for k, v in inputs.images.items()},
-                    {k: v[i:i + 1] for k, v in inputs.image_masks.items()},
-                    inputs.state[i:i + 1], inputs.tokens[i:i + 1], inputs.token_masks[i:i + 1])
+    return inputs.take(slice(i, i + 1))
 
 
 def make_noise(batch: int, horizon: int = 50, seed: int = 1) -> np.ndarray:
