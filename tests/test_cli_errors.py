@@ -13,7 +13,7 @@ def assert_nothing_written(output: Path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--policy", "expret"], "unknown policy 'expret': did you mean expert?"),
+    (["--policy", "expret"], "unknown policy 'expret': did you mean expert"),
     (["--tasks", "PickCube-v2"], "unknown task 'PickCube-v2': did you mean PickCube-v1"),
     (["--episodes", "0"], "--episodes must be a positive integer, got 0"),
     (["--num-envs", "-1"], "--num-envs must be a positive integer, got -1"),
