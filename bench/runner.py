@@ -31,7 +31,8 @@ from bench.report import write_task_leaderboard
 from bench.results import RunWriter, ensure_writable, new_run_id
 from bench.tasks import DEFAULT_TASKS_DIR, Episode, TaskSpec, episodes_for, load_suite
 
-RECORDED_PACKAGES = ("bench", "mani_skill", "sapien", "gymnasium", "torch", "numpy")
+RECORDED_PACKAGES = ("bench", "mani_skill", "sapien", "gymnasium", "torch", "numpy",
+                     "lerobot", "transformers", "jax", "rpent-openpi", "sentencepiece")  # what Pi results depend on
 
 
 @dataclass(frozen=True)
