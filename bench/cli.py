@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import tyro
 from rich.console import Console
 
@@ -33,16 +34,12 @@ def tasks_command(tasks_dir: Path = DEFAULT_TASKS_DIR) -> int:
         console.print(f"  [bold]{name}[/]: {', '.join(ids)}")
     columns = ["id", "max_steps", "robot", "control_mode", "control_freq", "image_size", "instruction"]
     rows = [{c: getattr(t, c) for c in columns} for t in suite.tasks.values()]
-    import pandas as pd
-
     print_table(pd.DataFrame(rows, columns=columns), "tasks", console)
     return 0
 
 
 def policies_command(presets_dir: Path = DEFAULT_PRESETS_DIR) -> int:
     """List installed policy plugins (entry points `bench.policies`) and the presets in policies/."""
-    import pandas as pd
-
     installed = plugins()
     rows = [{"name": name, "kind": "plugin", "plugin": ep.value, "description": ""} for name, ep in installed.items()]
     rows += [{"name": p.name, "kind": "preset", "plugin": p.plugin, "description": p.description}

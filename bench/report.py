@@ -11,10 +11,10 @@ from scipy.stats import binomtest
 
 from bench.results import find_runs, read_episodes, read_manifest
 
-Z95 = 0.95
+CONFIDENCE = 0.95
 
 
-def wilson_interval(successes: int, n: int, confidence: float = Z95) -> tuple[float, float]:
+def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Wilson score interval for a success rate (sound at 0 and 1, unlike the normal approximation)."""
     if n == 0:
         return float("nan"), float("nan")
