@@ -84,13 +84,14 @@ def print_table(display: pd.DataFrame, title: str, console: Console | None = Non
     (console or Console()).print(table)
 
 
-def write_task_leaderboard(run_dir: Path, episodes: pd.DataFrame, title: str) -> pd.DataFrame:
+def write_task_leaderboard(run_dir: Path, episodes: pd.DataFrame, title: str,
+                           console: Console | None = None) -> pd.DataFrame:
     """Prints the run's per-task table and saves it as leaderboard.md and leaderboard.csv."""
     table = task_table(episodes)
     display = _display(table)
     table.to_csv(run_dir / "leaderboard.csv", index=False)
     (run_dir / "leaderboard.md").write_text(f"# {title}\n\n" + to_markdown(display))
-    print_table(display, title)
+    print_table(display, title, console)
     return table
 
 

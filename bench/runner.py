@@ -243,6 +243,6 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
             episodes_table = writer.finish(status)
             if not episodes_table.empty:
                 title = f"{preset.name} - {run_id} ({status})"
-                table = write_task_leaderboard(run_dir, episodes_table, title)
+                table = write_task_leaderboard(run_dir, episodes_table, title, console)
             console.print(f"results: {run_dir}")
     return RunOutcome(run_dir, status, episodes_table, table)
