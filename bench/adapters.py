@@ -50,6 +50,7 @@ STATE_LAYOUTS = {
     "qpos8": lambda obs: obs["agent/qpos"][:, :8],  # 7 arm joints + one finger
     "tcp_pose_gripper": lambda obs: np.concatenate([obs["extra/tcp_pose"], obs["agent/qpos"][:, 7:8]], axis=1),
 }
+STATE_WIDTHS = {"qpos": 9, "qpos8": 8, "tcp_pose_gripper": 8}  # on the Panda arm, every task's robot
 
 
 def resize_with_pad(images: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -60,13 +60,14 @@ class RunConfig:
     server: str | None = None
     """Policy server address for remote policies (overrides the preset's `server`)."""
     backend: str | None = None
-    """Model backend for pi0/pi05: lerobot or openpi (overrides the preset)."""
+    """Model backend for pi0/pi05: auto (from the checkpoint's layout), lerobot or openpi (overrides the preset)."""
     checkpoint: str | None = None
     """Model checkpoint folder (overrides the preset)."""
     tokenizer: str | None = None
     """PaliGemma SentencePiece model, paligemma_tokenizer.model (overrides the preset)."""
     norm_stats: str | None = None
-    """norm_stats.json with the state/action statistics the checkpoint was trained with (overrides the preset)."""
+    """State/action statistics the checkpoint was trained with (default: the checkpoint's own; openpi
+    norm_stats.json or a lerobot normalizer .safetensors)."""
     """Name of the run folder (default: timestamp-policy-pid)."""
     tasks_dir: Path = DEFAULT_TASKS_DIR
     """Folder holding suite.toml and the task specs."""

@@ -10,6 +10,7 @@ from bench.policies.pi import PromptTokenizer
 from bench.results import read_episodes
 
 from conftest import read_manifest, run_dir_of
+from test_pi_checkpoint import save_lerobot_normalizer
 
 
 def test_tokenizer_formats_follow_openpi(spm_model):
@@ -31,24 +32,28 @@ def test_tokenizer_formats_follow_openpi(spm_model):
 
 @pytest.mark.parametrize("extra,message", [
     ([], "pi05 needs a checkpoint: pass --checkpoint PATH"),
-    (["--checkpoint", "ckpt", "--tokenizer", "missing.model"], "PaliGemma tokenizer not found at missing.model"),
+    (["--checkpoint", "missing_ckpt"], "checkpoint folder not found: missing_ckpt"),
+    (["--checkpoint", "{tmp}", "--tokenizer", "missing.model"], "PaliGemma tokenizer not found at missing.model"),
+    (["--checkpoint", "{tmp}", "--tokenizer", "{spm}"], "is neither an openpi checkpoint (no params/) nor a lerobot"),
+    (["--checkpoint", "{tmp}", "--tokenizer", "{spm}", "--backend", "openpi"], "no norm stats in"),
 ])
-def test_pi_preflight_errors(bench, tmp_path, extra, message):
+def test_pi_preflight_errors(bench, tmp_path, spm_model, extra, message):
+    extra = [arg.format(tmp=tmp_path, spm=spm_model) for arg in extra]
     code, text = bench("run", "--policy", "pi05", "--output", str(tmp_path / "out"), *extra)
     assert code == 2 and message in " ".join(text.split())
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_pi_preflight_norm_stats(bench, tmp_path, spm_model, norm_stats):
-    args = ["run", "--policy", "pi05", "--checkpoint", "ckpt", "--tokenizer", str(spm_model), "--output",
-            str(tmp_path / "out")]
+    args = ["run", "--policy", "pi05", "--checkpoint", str(tmp_path), "--backend", "lerobot", "--tokenizer",
+            str(spm_model), "--output", str(tmp_path / "out")]
     code, text = bench(*args, "--norm-stats", str(tmp_path / "nope.json"))
     assert code == 2 and "norm stats not found at" in text
     stats = json.loads(norm_stats.read_text())
     del stats["norm_stats"]["state"]["q01"]
     norm_stats.write_text(json.dumps(stats))
     code, text = bench(*args, "--norm-stats", str(norm_stats))
-    assert code == 2 and "with q01/q99 (Pi0.5 normalizes with quantiles)" in " ".join(text.split())
+    assert code == 2 and "with q01/q99 (quantile normalization)" in " ".join(text.split())
 
 
 @pytest.mark.timeout(900)
@@ -61,14 +66,22 @@ def test_bench_run_with_a_lerobot_checkpoint(bench, tmp_path, spm_model, norm_st
     checkpoint = tmp_path / "ckpt"
     LerobotPiBackend(model, tiny=True, seed=3).save(checkpoint)
     output = tmp_path / "out"
-    code, text = bench("run", "--policy", model, "--backend", "lerobot", "--checkpoint", str(checkpoint),
-                       "--tokenizer", str(spm_model), "--norm-stats", str(norm_stats), "--tasks", "PickCube-v1",
-                       "--episodes", "2", "--num-envs", "2", "--replan-steps", "10", "--output", str(output))
+    if model == "pi0":  # explicit backend and norm stats
+        extra = ["--backend", "lerobot", "--norm-stats", str(norm_stats)]
+    else:  # both found in the checkpoint: its layout and the normalizer lerobot's pipeline saved beside it
+        save_lerobot_normalizer(checkpoint)
+        extra = []
+    code, text = bench("run", "--policy", model, "--checkpoint", str(checkpoint), "--tokenizer", str(spm_model),
+                       "--tasks", "PickCube-v1", "--episodes", "2", "--num-envs", "2", "--replan-steps", "10",
+                       "--output", str(output), *extra)
     assert code == 0, text
     run = run_dir_of(output)
     episodes = read_episodes(run)
     assert len(episodes) == 2 and (episodes["steps"] == 100).all()
     described = read_manifest(run)["policy"]["describe"]
     assert described["model"] == model and described["backend"] == "lerobot"
+    assert described["normalization"] == ("quantiles" if model == "pi05" else "mean_std")
+    if model == "pi05":
+        assert described["norm_stats"].endswith("policy_preprocessor_step_0_normalizer_processor.safetensors")
     assert described["checkpoint_fingerprint"] == LerobotPiBackend(model, checkpoint).fingerprint()
     assert described["action_horizon"] == 50

@@ -8,19 +8,19 @@ Everything a result depends on is checked before the first episode (preflight) a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bench.adapters import STATE_LAYOUTS, Normalizer, clean_prompt, pad_to, pi05_prompt, pi_images
+from bench.adapters import STATE_LAYOUTS, STATE_WIDTHS, clean_prompt, pad_to, pi05_prompt, pi_images
 from bench.errors import BenchError
 from bench.policies import EpisodeContext, Obs, Policy
+from bench.policies.pi_checkpoint import detect_backend, find_norm_stats, lerobot_uses_quantiles, load_norm_stats
 from bench.tasks import TaskSpec
 
 MODELS = ("pi0", "pi05")
-BACKENDS = ("lerobot", "openpi")
+BACKENDS = ("lerobot", "openpi")  # and "auto": from the checkpoint's layout
 MODEL_DIM = 32  # Pi models pad state and action vectors to 32 dims
 DEFAULT_CAMERAS = {"base_0_rgb": "base_camera", "left_wrist_0_rgb": "hand_camera", "right_wrist_0_rgb": None}
 
@@ -61,19 +61,6 @@ class PromptTokenizer:
         return tokens, masks
 
 
-def load_norm_stats(path: Path, needs_quantiles: bool) -> dict[str, Normalizer]:
-    """openpi's norm_stats.json ({"norm_stats": {"state": {...}, "actions": {...}}}) -> normalizers."""
-    if not path.is_file():
-        raise BenchError(f"norm stats not found at {path}: pass --norm-stats with the checkpoint's norm_stats.json")
-    try:
-        stats = json.loads(path.read_text())
-        stats = stats.get("norm_stats", stats)
-        return {key: Normalizer.from_stats(stats[key], use_quantiles=needs_quantiles) for key in ("state", "actions")}
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        quantiles = " with q01/q99 (Pi0.5 normalizes with quantiles)" if needs_quantiles else ""
-        raise BenchError(f"{path}: norm stats need 'state' and 'actions' entries with mean/std{quantiles} ({e})") from None
-
-
 BACKEND_SETUP = {
     "lerobot": "pip install -e '.[lerobot]' (lerobot 0.6.1)",
     "openpi": "run bench from the openpi environment: bash scripts/setup-openpi-env.sh, then .venv-openpi/bin/python",
@@ -98,6 +85,21 @@ def build_backend(model: str, backend: str, checkpoint: Path | None, tiny: bool 
         raise BenchError(str(e)) from None
 
 
+def resolve_backend(backend: str, checkpoint: Path | None) -> str:
+    """"auto" -> the backend the checkpoint's layout belongs to; without a checkpoint, lerobot if importable."""
+    if backend != "auto":
+        return backend
+    if checkpoint is not None:
+        detected = detect_backend(checkpoint)
+        if detected is None:
+            raise BenchError(f"{checkpoint} is neither an openpi checkpoint (no params/) nor a lerobot one (no "
+                             "config.json): pass the checkpoint's step folder, or --backend")
+        return detected
+    import importlib.util
+
+    return "lerobot" if importlib.util.find_spec("lerobot") else "openpi"
+
+
 def _torch_device(device: str) -> str:
     if device != "auto":
         return device
@@ -109,32 +111,41 @@ def _torch_device(device: str) -> str:
 class PiPolicy(Policy):
     """Pi0 or Pi0.5; parameters come from a preset (policies/pi0.toml, pi05.toml) and the command line."""
 
-    def __init__(self, num_slots: int, seed: int = 0, model: str = "pi05", backend: str = "lerobot",
+    def __init__(self, num_slots: int, seed: int = 0, model: str = "pi05", backend: str = "auto",
                  checkpoint: str | None = None, tokenizer: str | None = None, norm_stats: str | None = None,
-                 cameras: dict[str, str] | None = None, state_layout: str = "qpos8", action_dim: int = 7,
-                 dtype: str = "bfloat16", tiny: bool = False, random_init: bool = False, device: str = "auto"):
-        if model not in MODELS or backend not in BACKENDS:
-            raise BenchError(f"unknown model '{model}' or backend '{backend}': models {MODELS}, backends {BACKENDS}")
+                 asset_id: str | None = None, cameras: dict[str, str] | None = None, state_layout: str = "qpos8",
+                 action_dim: int = 7, dtype: str = "bfloat16", tiny: bool = False, random_init: bool = False,
+                 device: str = "auto"):
+        if model not in MODELS or backend not in (*BACKENDS, "auto"):
+            raise BenchError(f"unknown model '{model}' or backend '{backend}': models {MODELS}, backends "
+                             f"{(*BACKENDS, 'auto')}")
         if state_layout not in STATE_LAYOUTS:
             raise BenchError(f"unknown state_layout '{state_layout}': one of {', '.join(STATE_LAYOUTS)}")
         if not (tiny or random_init or checkpoint):
             raise BenchError(f"{model} needs a checkpoint: pass --checkpoint PATH")
+        ckpt = Path(checkpoint) if checkpoint else None
+        if ckpt is not None and not ckpt.is_dir():
+            raise BenchError(f"checkpoint folder not found: {ckpt}")
         if not tokenizer or not Path(tokenizer).is_file():
             raise BenchError(f"PaliGemma tokenizer not found at {tokenizer}: pass --tokenizer path/to/paligemma_tokenizer.model")
-        if not norm_stats:
-            raise BenchError("no norm stats: pass --norm-stats path/to/norm_stats.json (from the checkpoint's assets)")
+        if not norm_stats and ckpt is None:
+            raise BenchError("no norm stats: pass --norm-stats path/to/norm_stats.json")
+        backend = resolve_backend(backend, ckpt)
+        norm_stats = str(Path(norm_stats) if norm_stats else find_norm_stats(ckpt, asset_id))
+        use_quantiles = lerobot_uses_quantiles(ckpt) if backend == "lerobot" else None
+        use_quantiles = model == "pi05" if use_quantiles is None else use_quantiles  # openpi: Pi0.5 <=> quantiles
         self.name = model
         self._model, self._state_layout, self._action_dim = model, state_layout, action_dim
         self._cameras = {**DEFAULT_CAMERAS, **{k: (v or None) for k, v in (cameras or {}).items()}}
-        self._norm = load_norm_stats(Path(norm_stats), needs_quantiles=model == "pi05")
+        self._norm = load_norm_stats(Path(norm_stats), use_quantiles)
         options = {"random_init": True} if random_init else {}  # full-size random weights: throughput benchmarks
         if backend == "lerobot":
             options["device"] = _torch_device(device)
-        self._backend = build_backend(model, backend, Path(checkpoint) if checkpoint else None, tiny, dtype, seed,
-                                      **options)
+        self._backend = build_backend(model, backend, ckpt, tiny, dtype, seed, **options)
         self._tokenizer = PromptTokenizer(Path(tokenizer), self._backend.max_token_len)
         self._settings = {"model": model, "backend": backend, "checkpoint": checkpoint, "tokenizer": tokenizer,
-                          "norm_stats": norm_stats, "cameras": self._cameras, "state_layout": state_layout,
+                          "norm_stats": norm_stats, "normalization": "quantiles" if use_quantiles else "mean_std",
+                          "cameras": self._cameras, "state_layout": state_layout,
                           "action_dim": action_dim, "dtype": dtype, "tiny": tiny, "random_init": random_init,
                           "device": options.get("device", device)}
         self._instructions: list[str | None] = [None] * num_slots
@@ -153,6 +164,9 @@ class PiPolicy(Policy):
         stats_dims = {k: len(n.mean) for k, n in self._norm.items()}
         if stats_dims["actions"] < self._action_dim:
             raise BenchError(f"norm stats cover {stats_dims['actions']} action dims, the controller needs {self._action_dim}")
+        if stats_dims["state"] != STATE_WIDTHS[self._state_layout]:
+            raise BenchError(f"state layout '{self._state_layout}' gives {STATE_WIDTHS[self._state_layout]} dims, the "
+                             f"norm stats {stats_dims['state']}: fix state_layout in the preset")
 
     def reset(self, slot: int, context: EpisodeContext) -> None:
         self._instructions[slot] = context.task.instruction
@@ -160,9 +174,6 @@ class PiPolicy(Policy):
     def act(self, obs: Obs, slots: np.ndarray) -> np.ndarray:
         images, masks = pi_images(obs, self._cameras)
         raw_state = STATE_LAYOUTS[self._state_layout](obs).astype(np.float32)
-        if raw_state.shape[1] != len(self._norm["state"].mean):
-            raise BenchError(f"state layout '{self._state_layout}' gives {raw_state.shape[1]} dims, the norm stats "
-                             f"{len(self._norm['state'].mean)}: fix state_layout in the preset")
         state = self._norm["state"].normalize(raw_state)
         instructions = [self._instructions[s] for s in slots]
         if self._model == "pi05":

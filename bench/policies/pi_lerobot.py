@@ -188,6 +188,8 @@ class LerobotPiBackend:
             raise ValueError(f"{path / 'config.json'} is not valid JSON ({e})") from None
         if raw.get("type") != model:
             raise ValueError(f"{path} holds a {raw.get('type')!r} policy (config.json 'type'), not {model!r}")
+        if raw.get("use_relative_actions"):  # its actions are deltas from the state: bench's adapter would be wrong
+            raise ValueError(f"{path} was trained with use_relative_actions=true, which bench does not support yet")
         config = PreTrainedConfig.from_pretrained(path, local_files_only=True)
         config.device = device
         config.dtype = dtype

@@ -1,0 +1,103 @@
+"""What a Pi0 / Pi0.5 checkpoint folder says about itself: which backend reads it, and where its norm stats are.
+
+Two layouts exist in the wild, and users pass either without saying which:
+- openpi (JAX) step folders: `<ckpt>/params/` (orbax) and `<ckpt>/assets/<asset_id>/norm_stats.json`
+  ({"norm_stats": {"state": {...}, "actions": {...}}}), as openpi training writes and Physical Intelligence releases.
+- lerobot (PyTorch) folders: `config.json` + `model.safetensors`, with the processor pipeline saved beside them;
+  its normalizer step's stats are `policy_preprocessor_step_<i>_normalizer_processor.safetensors`
+  (flat keys "observation.state.mean", "action.q01", ...), and `config.json`'s `normalization_mapping` says which
+  statistics the model was trained with.
+Only file formats are read here (json, safetensors): no openpi or lerobot import, so this works in either venv.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.adapters import Normalizer
+from bench.errors import BenchError
+
+OPENPI_MARKER = "params"
+LEROBOT_MARKER = "config.json"
+LEROBOT_NORMALIZER_GLOB = "policy_preprocessor_step_*_normalizer_processor.safetensors"
+LEROBOT_KEYS = {"state": "observation.state", "actions": "action"}  # bench/openpi key -> lerobot feature
+LEROBOT_MODES = {"QUANTILES": True, "MEAN_STD": False}  # NormalizationMode -> use_quantiles
+
+
+def detect_backend(checkpoint: Path) -> str | None:
+    """"openpi" or "lerobot" from the folder's layout; None when it is neither (the backend then explains)."""
+    if (checkpoint / OPENPI_MARKER).is_dir():
+        return "openpi"
+    if (checkpoint / LEROBOT_MARKER).is_file():
+        return "lerobot"
+    return None
+
+
+def find_norm_stats(checkpoint: Path, asset_id: str | None = None) -> Path:
+    """The norm stats file a checkpoint carries; a BenchError naming where it looked when there is none."""
+    assets = checkpoint / "assets"
+    if assets.is_dir():
+        if asset_id:
+            path = assets / asset_id / "norm_stats.json"
+            if not path.is_file():
+                raise BenchError(f"norm stats not found at {path}: check asset_id in the preset or pass --norm-stats")
+            return path
+        found = sorted(assets.glob("*/norm_stats.json"))
+        if len(found) == 1:
+            return found[0]
+        if found:
+            ids = ", ".join(p.parent.name for p in found)
+            raise BenchError(f"{assets} holds norm stats for several assets ({ids}): set asset_id in the preset "
+                             "or pass --norm-stats")
+    found = sorted(checkpoint.glob(LEROBOT_NORMALIZER_GLOB))
+    if len(found) == 1:
+        return found[0]
+    raise BenchError(f"no norm stats in {checkpoint} (looked for assets/<asset_id>/norm_stats.json and "
+                     f"{LEROBOT_NORMALIZER_GLOB}): pass --norm-stats path/to/norm_stats.json")
+
+
+def lerobot_uses_quantiles(checkpoint: Path | None) -> bool | None:
+    """What a lerobot checkpoint's config says about state/action normalization; None if it does not say."""
+    config_file = checkpoint / LEROBOT_MARKER if checkpoint else None
+    if config_file is None or not config_file.is_file():
+        return None
+    mapping = json.loads(config_file.read_text()).get("normalization_mapping") or {}
+    modes = {mapping.get(feature) for feature in ("STATE", "ACTION")} - {None}
+    if not modes:
+        return None
+    if len(modes) > 1 or not modes <= LEROBOT_MODES.keys():
+        raise BenchError(f"{config_file}: normalization_mapping {mapping} is not supported; bench normalizes state "
+                         f"and actions alike with one of {', '.join(LEROBOT_MODES)}")
+    return LEROBOT_MODES[modes.pop()]
+
+
+def _read_stats(path: Path) -> dict[str, dict]:
+    """{"state": {"mean": ..., ...}, "actions": {...}} from either format."""
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        try:
+            flat = load_file(str(path))
+        except Exception as e:  # safetensors' own error type for a corrupt or truncated file
+            raise ValueError(f"unreadable safetensors file: {e}") from None
+        stats: dict[str, dict] = {}
+        for key, feature in LEROBOT_KEYS.items():
+            prefix = feature + "."
+            stats[key] = {name.removeprefix(prefix): value for name, value in flat.items()
+                          if name.startswith(prefix) and "." not in name.removeprefix(prefix)}
+        return stats
+    stats = json.loads(path.read_text())
+    return stats.get("norm_stats", stats)
+
+
+def load_norm_stats(path: Path, use_quantiles: bool) -> dict[str, Normalizer]:
+    """Normalizers for "state" and "actions" from openpi's norm_stats.json or a lerobot normalizer file."""
+    if not path.is_file():
+        raise BenchError(f"norm stats not found at {path}: pass --norm-stats with the checkpoint's norm_stats.json")
+    try:
+        stats = _read_stats(path)
+        return {key: Normalizer.from_stats(stats[key], use_quantiles=use_quantiles) for key in ("state", "actions")}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, OSError) as e:
+        quantiles = " with q01/q99 (quantile normalization)" if use_quantiles else ""
+        raise BenchError(f"{path}: norm stats need 'state' and 'actions' entries with mean/std{quantiles} ({e})") from None
