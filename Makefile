@@ -6,7 +6,7 @@ BENCH := $(VENV)/bin/bench
 EPISODES ?= 4
 NUM_ENVS ?= 2
 
-.PHONY: setup run test test-openpi bench-quick clean
+.PHONY: setup run test test-main test-openpi bench-quick clean
 
 $(VENV)/.installed: pyproject.toml scripts/install-system-deps.sh
 	bash scripts/install-system-deps.sh
@@ -21,16 +21,20 @@ setup: $(VENV)/.installed
 run: setup
 	$(BENCH) run --policy expert --tasks all --episodes $(EPISODES) --num-envs $(NUM_ENVS)
 
-test: setup
+# everything CI runs: the main suite, then the openpi backend's tests in their own venv
+test: test-main test-openpi
+
+test-main: setup
 	$(VENV)/bin/python -m pytest -q
 
-# openpi (JAX) pins numpy<2, lerobot needs numpy>=2: its backend is tested in a venv of its own.
-test-openpi:
+# openpi (JAX) pins numpy<2, lerobot needs numpy>=2: its backend is tested in a venv of its own (bench installed
+# there too). Runs after setup so that uv's cache already holds torch.
+test-openpi: setup
 	bash scripts/setup-openpi-env.sh .venv-openpi
-	PYTHONPATH=$(CURDIR) .venv-openpi/bin/python -m pytest -q --confcutdir=tests/openpi tests/openpi
+	.venv-openpi/bin/python -m pytest -q tests/openpi
 
 bench-quick: setup
 	$(VENV)/bin/python benchmarks/env_throughput.py --quick
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-openpi

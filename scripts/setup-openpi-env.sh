@@ -4,14 +4,16 @@
 # `openpi` package unchanged; it is installed --no-deps and its runtime dependencies are listed here instead (its own
 # pins drag in old torch/jax). torch is needed too: openpi.models.model imports torch and openpi's PyTorch model at
 # import time, even for the JAX path. Same torch version as .venv so that uv's cache is shared.
-# Idempotent: does nothing when the venv was already made by this exact script.
+# bench itself is installed there too (editable, numpy<2, pyarrow<22: later pyarrow needs numpy 2), so that
+# `.venv-openpi/bin/bench run --backend openpi ...` works.
+# Idempotent: does nothing when the venv was already made by this exact script for this pyproject.toml.
 # Usage: scripts/setup-openpi-env.sh [VENV_DIR]   (default .venv-openpi; PYTHON312=/path/to/python3.12 to choose)
-# Test:  PYTHONPATH=$PWD .venv-openpi/bin/python -m pytest -q --confcutdir=tests/openpi tests/openpi
+# Test:  make test-openpi
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-.venv-openpi}"
 STAMP="$VENV/.installed"
-WANT="$(sha256sum "$0" | cut -c1-16)"
+WANT="$(cat "$0" pyproject.toml | sha256sum | cut -c1-16)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && "$VENV/bin/python" -c "import importlib.util as u; assert u.find_spec('openpi') and u.find_spec('jax')" 2>/dev/null; then
   exit 0
 fi
@@ -35,5 +37,6 @@ uv pip install -q --python "$VENV/bin/python" \
   "numpy<2" "transformers>=4.57.1,<4.58" torch==2.11.0 \
   augmax==0.4.1 einops==0.8.2 numpydantic==1.8.1 pydantic==2.14.3 sentencepiece==0.2.3 safetensors==0.8.0 \
   ml-collections==1.1.0 tyro==1.0.17 etils==1.15.0 filelock fsspec tqdm-loggable==0.4.1 dm-tree==0.1.10 pytest
-"$VENV/bin/python" -c "import openpi.models.pi0, openpi.models.pi0_config, jax, numpy; assert numpy.__version__ < '2'"
+uv pip install -q --python "$VENV/bin/python" -e ".[test]" "numpy<2" "pyarrow<22"
+"$VENV/bin/python" -c "import openpi.models.pi0, openpi.models.pi0_config, jax, numpy, bench.cli; assert numpy.__version__ < '2'"
 echo "$WANT" > "$STAMP"

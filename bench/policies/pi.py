@@ -114,8 +114,8 @@ class PiPolicy(Policy):
     def __init__(self, num_slots: int, seed: int = 0, model: str = "pi05", backend: str = "auto",
                  checkpoint: str | None = None, tokenizer: str | None = None, norm_stats: str | None = None,
                  asset_id: str | None = None, cameras: dict[str, str] | None = None, state_layout: str = "qpos8",
-                 action_dim: int = 7, dtype: str = "bfloat16", tiny: bool = False, random_init: bool = False,
-                 device: str = "auto"):
+                 action_dim: int = 7, dtype: str = "bfloat16", action_horizon: int | None = None,
+                 num_steps: int | None = None, tiny: bool = False, random_init: bool = False, device: str = "auto"):
         if model not in MODELS or backend not in (*BACKENDS, "auto"):
             raise BenchError(f"unknown model '{model}' or backend '{backend}': models {MODELS}, backends "
                              f"{(*BACKENDS, 'auto')}")
@@ -141,6 +141,11 @@ class PiPolicy(Policy):
         options = {"random_init": True} if random_init else {}  # full-size random weights: throughput benchmarks
         if backend == "lerobot":
             options["device"] = _torch_device(device)
+            if action_horizon or num_steps:
+                raise BenchError("action_horizon / num_steps are openpi settings: a lerobot checkpoint's config.json "
+                                 "has them (chunk_size, num_inference_steps); remove them from the preset")
+        else:  # openpi checkpoints do not carry their model config: the preset says what training used
+            options.update({k: v for k, v in (("action_horizon", action_horizon), ("num_steps", num_steps)) if v})
         self._backend = build_backend(model, backend, ckpt, tiny, dtype, seed, **options)
         self._tokenizer = PromptTokenizer(Path(tokenizer), self._backend.max_token_len)
         self._settings = {"model": model, "backend": backend, "checkpoint": checkpoint, "tokenizer": tokenizer,
@@ -152,7 +157,8 @@ class PiPolicy(Policy):
 
     def describe(self) -> dict:
         return {"name": self.name, **self._settings, "checkpoint_fingerprint": self._backend.fingerprint(),
-                "action_horizon": self._backend.action_horizon, "max_token_len": self._backend.max_token_len}
+                "action_horizon": self._backend.action_horizon, "denoising_steps": self._backend.num_steps,
+                "max_token_len": self._backend.max_token_len}
 
     def check_task(self, task: TaskSpec) -> None:
         cameras = {c for c in self._cameras.values() if c}

@@ -170,6 +170,7 @@ class LerobotPiBackend:
         self.policy = policy.to(self.device).eval()
         self.config = policy.config
         self.action_horizon = int(self.config.chunk_size)
+        self.num_steps = int(self.config.num_inference_steps)
         self.max_token_len = int(self.config.tokenizer_max_length)
         self.action_dim = int(self.config.max_action_dim)
         self.state_dim = int(self.config.max_state_dim)

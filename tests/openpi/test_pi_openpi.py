@@ -1,15 +1,15 @@
 """The openpi (JAX) backend of Pi0 / Pi0.5, on openpi's tiny ("dummy" Gemma) model with random weights.
 
 Runs in its own environment (openpi pins numpy<2; lerobot needs numpy>=2):
-    scripts/setup-openpi-env.sh
-    PYTHONPATH=$PWD .venv-openpi/bin/python -m pytest -q --confcutdir=tests/openpi tests/openpi
-(--confcutdir keeps pytest from loading tests/conftest.py, which needs the main environment's pandas and bench.cli.)
+    make test-openpi   (scripts/setup-openpi-env.sh, then .venv-openpi/bin/python -m pytest -q tests/openpi)
+bench itself is installed there too (numpy 1.26), so tests/conftest.py's fixtures work as in the main suite.
 The tiny model still has a full-size SigLIP (~430M parameters): it is built once per session and used at B<=2, in
 float32 (deterministic and faster than bfloat16 on CPU).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ pytest.importorskip("openpi.models.pi0", reason="needs the openpi environment: s
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jax 0.5 / flax 0.10 internals, not ours
 
 from bench.policies.pi import PiInputs  # noqa: E402
-from bench.policies.pi_openpi import OpenpiPiBackend  # noqa: E402
+from bench.policies.pi_openpi import OpenpiPiBackend, params_fingerprint  # noqa: E402
 
 KEYS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
 
@@ -51,6 +51,11 @@ def make_noise(batch: int, horizon: int = 50, seed: int = 1) -> np.ndarray:
 @pytest.fixture(scope="session")
 def tiny_pi0() -> OpenpiPiBackend:
     return OpenpiPiBackend("pi0", tiny=True, dtype="float32", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_pi05() -> OpenpiPiBackend:
+    return OpenpiPiBackend("pi05", tiny=True, dtype="float32", seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -101,10 +106,43 @@ def test_missing_checkpoint(tmp_path):
         OpenpiPiBackend("pi0", tmp_path / "partial")
 
 
-def test_tiny_pi05_actions():
-    backend = OpenpiPiBackend("pi05", tiny=True, dtype="float32", seed=0)
+def test_tiny_pi05_actions(tiny_pi05):
+    backend = tiny_pi05
     assert (backend.action_horizon, backend.max_token_len) == (50, 200)
     actions = backend.sample_actions(make_inputs(2, seed=3), noise=make_noise(2))
     assert actions.shape == (2, 50, 32) and actions.dtype == np.float32
     assert np.isfinite(actions).all()
     assert backend.fingerprint() == "tiny-random-0-pi05"
+
+
+@pytest.mark.timeout(900)
+def test_bench_run_with_an_openpi_checkpoint(bench, tmp_path, spm_model, tiny_pi05):
+    """`bench run` end to end on openpi's JAX Pi0.5 (tiny, random weights) saved as an openpi step folder, with its
+    norm stats in assets/<asset_id>/ and the backend found from the layout."""
+    from bench.results import read_episodes
+
+    from conftest import read_manifest, run_dir_of
+
+    checkpoint = tmp_path / "pi05_maniskill" / "999"
+    tiny_pi05.save(checkpoint)
+    (checkpoint / "assets" / "maniskill").mkdir(parents=True)
+    stats = {"mean": [0.0] * 8, "std": [1.0] * 8, "q01": [-1.0] * 8, "q99": [1.0] * 8}
+    (checkpoint / "assets" / "maniskill" / "norm_stats.json").write_text(json.dumps(
+        {"norm_stats": {"state": stats, "actions": {k: v[:7] for k, v in stats.items()}}}))
+    preset = tmp_path / "pi05-tiny.toml"  # a user's copy of policies/pi05.toml, for the tiny float32 model
+    preset.write_text((Path(__file__).parents[2] / "policies" / "pi05.toml").read_text()
+                      .replace('dtype = "bfloat16"', 'dtype = "float32"\ntiny = true'))
+    output = tmp_path / "out"
+    code, text = bench("run", "--policy", str(preset), "--checkpoint", str(checkpoint), "--tokenizer",
+                       str(spm_model), "--tasks", "PickCube-v1", "--episodes", "2", "--num-envs", "2",
+                       "--replan-steps", "25", "--output", str(output))
+    assert code == 0, text
+    run = run_dir_of(output)
+    episodes = read_episodes(run)
+    assert len(episodes) == 2 and (episodes["steps"] == 100).all()
+    described = read_manifest(run)["policy"]["describe"]
+    assert (described["model"], described["backend"], described["normalization"]) == ("pi05", "openpi", "quantiles")
+    assert described["norm_stats"].endswith("assets/maniskill/norm_stats.json")
+    assert described["checkpoint_fingerprint"] == params_fingerprint(checkpoint / "params")
+    assert (described["action_horizon"], described["denoising_steps"]) == (50, 10)
+
