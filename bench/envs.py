@@ -86,10 +86,14 @@ def stack_obs(rows: Sequence[Obs]) -> Obs:
     return {key: np.concatenate([row[key] for row in rows]) for key in rows[0]}
 
 
+# What SAPIEN raises when Vulkan has no usable device: an old Mesa ("failed to find a rendering device") or no driver
+# at all (the loader's vk::createInstanceUnique fails). Other rendering errors keep their own message.
+NO_VULKAN_MESSAGES = ("failed to find a rendering device", "vk::createInstanceUnique: ErrorIncompatibleDriver",
+                      "vk::createInstanceUnique: ErrorInitializationFailed")
+
+
 def _as_bench_error(message: str) -> BenchError | None:
-    if "rendering device" in message or "vk::" in message or "Vulkan" in message:
-        return BenchError(NO_VULKAN_FIX)
-    return None
+    return BenchError(NO_VULKAN_FIX) if any(m in message for m in NO_VULKAN_MESSAGES) else None
 
 
 class BatchedEnvs(ABC):
