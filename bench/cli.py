@@ -31,7 +31,8 @@ def tasks_command(tasks_dir: Path = DEFAULT_TASKS_DIR) -> int:
     suite = load_suite(tasks_dir)
     console.print(f"suite version {suite.version}")
     for name, ids in suite.suites.items():
-        console.print(f"  [bold]{name}[/]: {', '.join(ids)}")
+        episodes = f" ({suite.suite_episodes[name]} episodes each)" if name in suite.suite_episodes else ""
+        console.print(f"  [bold]{name}[/]: {', '.join(ids)}{episodes}")
     columns = ["id", "max_steps", "robot", "control_mode", "control_freq", "image_size", "instruction"]
     rows = [{c: getattr(t, c) for c in columns} for t in suite.tasks.values()]
     print_table(pd.DataFrame(rows, columns=columns), "tasks", console)

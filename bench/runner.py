@@ -11,7 +11,7 @@ import os
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -25,14 +25,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench import __version__
 from bench.adapters import ActionChunker
 from bench.envs import BatchedEnvs, default_num_envs, open_envs
-from bench.errors import BenchError
+from bench.errors import BenchError, unknown_name
 from bench.policies import DEFAULT_PRESETS_DIR, EpisodeContext, Policy, build_policy, resolve_preset
 from bench.report import write_task_leaderboard
 from bench.results import RunWriter, ensure_writable, new_run_id
-from bench.tasks import DEFAULT_TASKS_DIR, Episode, TaskSpec, episodes_for, load_suite
+from bench.tasks import DEFAULT_TASKS_DIR, Episode, TaskSpec, TaskSuite, episodes_for, load_suite
 
 RECORDED_PACKAGES = ("bench", "mani_skill", "sapien", "gymnasium", "torch", "numpy",
                      "lerobot", "transformers", "jax", "rpent-openpi", "sentencepiece")  # what Pi results depend on
+DEFAULT_EPISODES = 50
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,11 @@ class RunConfig:
     policy: str = "expert"
     """Policy preset (policies/<name>.toml), preset file path, or plugin name; see `bench policies`."""
     tasks: str = "all"
-    """A suite (all, extras), or comma-separated task ids; see `bench tasks`."""
-    episodes: int = 50
-    """Episodes per task."""
+    """A suite (all, extras, smoke), or comma-separated task ids; see `bench tasks`."""
+    suite: str | None = None
+    """A named suite (e.g. smoke) instead of --tasks: its tasks and, unless --episodes is given, its episodes."""
+    episodes: int | None = None
+    """Episodes per task (default: the suite's count if it has one, else 50)."""
     num_envs: int = field(default_factory=default_num_envs)
     """Episodes run in parallel (env slots)."""
     seed: int = 0
@@ -68,15 +71,25 @@ class RunConfig:
     norm_stats: str | None = None
     """State/action statistics the checkpoint was trained with (default: the checkpoint's own; openpi
     norm_stats.json or a lerobot normalizer .safetensors)."""
-    """Name of the run folder (default: timestamp-policy-pid)."""
     tasks_dir: Path = DEFAULT_TASKS_DIR
     """Folder holding suite.toml and the task specs."""
     presets_dir: Path = DEFAULT_PRESETS_DIR
     """Folder holding the policy presets."""
 
+    def resolve(self, suite: TaskSuite) -> "RunConfig":
+        """The effective settings (what the manifest records): --suite expanded into tasks and episodes."""
+        if self.suite is None:
+            return replace(self, episodes=self.episodes or DEFAULT_EPISODES)
+        if self.suite not in suite.suites:
+            raise unknown_name("suite", self.suite, suite.suites, hint=" (see `bench tasks`)")
+        if self.tasks != "all":
+            raise BenchError(f"--suite {self.suite} and --tasks {self.tasks} both choose tasks: pass one of them")
+        episodes = self.episodes or suite.suite_episodes.get(self.suite, DEFAULT_EPISODES)
+        return replace(self, tasks=self.suite, episodes=episodes)
+
     def validate(self) -> None:
         for name in ("episodes", "num_envs", "replan_steps"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise BenchError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if self.seed < 0:
             raise BenchError(f"--seed must be >= 0, got {self.seed}")
@@ -181,6 +194,7 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
     console = console or Console()
     config.validate()
     suite = load_suite(config.tasks_dir)
+    config = config.resolve(suite)
     tasks = suite.resolve(config.tasks)
     preset = resolve_preset(config.policy, config.presets_dir).with_overrides(
         server=config.server, backend=config.backend, checkpoint=config.checkpoint, tokenizer=config.tokenizer,

@@ -58,6 +58,7 @@ class TaskSuite:
     version: str
     tasks: dict[str, TaskSpec]
     suites: dict[str, tuple[str, ...]]
+    suite_episodes: dict[str, int]  # episodes per task a suite asks for (e.g. smoke), when it says
 
     def resolve(self, selector: str) -> list[TaskSpec]:
         """`all`, another suite name, or a comma-separated list of task ids (and suite names)."""
@@ -116,9 +117,20 @@ def load_suite(directory: Path = DEFAULT_TASKS_DIR) -> TaskSuite:
     for path in sorted(directory.glob("*.toml")):
         if path.name != SUITE_FILE:
             tasks[path.stem] = _spec(path.stem, {**defaults, **_read_toml(path)}, path)
-    suites = {name: tuple(ids) for name, ids in raw.get("suites", {}).items()}
+    suites, suite_episodes = {}, {}
+    for name, entry in raw.get("suites", {}).items():  # a list of ids, or a table {tasks = [...], episodes = N}
+        if isinstance(entry, dict):
+            if set(entry) - {"tasks", "episodes"} or "tasks" not in entry:
+                raise BenchError(f"{suite_path}: suite '{name}' must be a list of task ids or a table with keys "
+                                 f"tasks and (optional) episodes, got keys {sorted(entry)}")
+            if "episodes" in entry:
+                if not isinstance(entry["episodes"], int) or entry["episodes"] <= 0:
+                    raise BenchError(f"{suite_path}: suite '{name}': episodes must be a positive integer")
+                suite_episodes[name] = entry["episodes"]
+            entry = entry["tasks"]
+        suites[name] = tuple(entry)
     for name, ids in suites.items():
         for task_id in ids:
             if task_id not in tasks:
                 raise unknown_name("task", task_id, tasks, hint=f" (listed in suite '{name}' of {suite_path})")
-    return TaskSuite(version=str(raw["version"]), tasks=tasks, suites=suites)
+    return TaskSuite(version=str(raw["version"]), tasks=tasks, suites=suites, suite_episodes=suite_episodes)

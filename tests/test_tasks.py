@@ -47,3 +47,25 @@ def test_task_file_with_unknown_key_is_refused(tmp_path: Path):
         f.write("max_stpes = 10\n")
     with pytest.raises(BenchError, match=r"PushCube-v1.toml: unknown keys \['max_stpes'\]"):
         load_suite(tmp_path / "tasks")
+
+
+def test_smoke_suite_sets_tasks_and_episodes_unless_overridden():
+    from bench.runner import DEFAULT_EPISODES, RunConfig
+
+    suite = load_suite()
+    assert [t.id for t in suite.resolve("smoke")] == SIX and suite.suite_episodes == {"smoke": 3}
+    assert (RunConfig(suite="smoke").resolve(suite).tasks, RunConfig(suite="smoke").resolve(suite).episodes) == ("smoke", 3)
+    assert RunConfig(suite="smoke", episodes=8).resolve(suite).episodes == 8
+    assert RunConfig(tasks="smoke").resolve(suite).episodes == DEFAULT_EPISODES  # --tasks only chooses tasks
+    with pytest.raises(BenchError, match="unknown suite 'smok': did you mean smoke"):
+        RunConfig(suite="smok").resolve(suite)
+    with pytest.raises(BenchError, match="both choose tasks"):
+        RunConfig(suite="smoke", tasks="PickCube-v1").resolve(suite)
+
+
+def test_suite_table_with_unknown_keys_is_refused(tmp_path: Path):
+    shutil.copytree(DEFAULT_TASKS_DIR, tmp_path / "tasks")
+    with (tmp_path / "tasks" / "suite.toml").open("a") as f:
+        f.write('\n[suites.mine]\ntasks = ["PickCube-v1"]\nepisode = 4\n')
+    with pytest.raises(BenchError, match=r"suite 'mine' must be a list of task ids or a table"):
+        load_suite(tmp_path / "tasks")
