@@ -85,3 +85,26 @@ def test_bench_run_with_a_lerobot_checkpoint(bench, tmp_path, spm_model, norm_st
         assert described["norm_stats"].endswith("policy_preprocessor_step_0_normalizer_processor.safetensors")
     assert described["checkpoint_fingerprint"] == LerobotPiBackend(model, checkpoint).fingerprint()
     assert described["action_horizon"] == 50
+
+
+def test_an_episode_acts_the_same_whatever_shares_its_batch(spm_model, norm_stats):
+    """Noise comes from the episode's seed, so an episode replays alone, in another slot or batch (resume)."""
+    from bench.policies import EpisodeContext
+    from bench.policies.pi import PiPolicy
+    from bench.tasks import Episode, load_suite
+
+    policy = PiPolicy(3, model="pi0", backend="lerobot", tokenizer=str(spm_model), norm_stats=str(norm_stats),
+                      tiny=True, dtype="float32", device="cpu")
+    task = load_suite().tasks["PickCube-v1"]
+    rng = np.random.default_rng(0)
+    obs = {"sensor_data/base_camera/rgb": rng.integers(0, 256, (3, 224, 224, 3), dtype=np.uint8),
+           "sensor_data/hand_camera/rgb": rng.integers(0, 256, (3, 224, 224, 3), dtype=np.uint8),
+           "agent/qpos": rng.standard_normal((3, 9)).astype(np.float32)}
+    low, high = -np.ones(7), np.ones(7)
+    for slot, seed in enumerate((11, 22, 33)):
+        policy.reset(slot, EpisodeContext(task, Episode(task.id, slot, seed), low, high))
+    together = policy.act(obs, np.arange(3))
+    policy.reset(0, EpisodeContext(task, Episode(task.id, 1, 22), low, high))  # episode 22 again, alone in slot 0
+    alone = policy.act({k: v[1:2] for k, v in obs.items()}, np.array([0]))
+    np.testing.assert_allclose(alone[0], together[1], rtol=1e-4, atol=1e-4)
+    assert not np.allclose(together[0], together[1])

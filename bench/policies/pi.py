@@ -135,6 +135,7 @@ class PiPolicy(Policy):
         use_quantiles = lerobot_uses_quantiles(ckpt) if backend == "lerobot" else None
         use_quantiles = model == "pi05" if use_quantiles is None else use_quantiles  # openpi: Pi0.5 <=> quantiles
         self.name = model
+        self._seed = seed
         self._model, self._state_layout, self._action_dim = model, state_layout, action_dim
         self._cameras = {**DEFAULT_CAMERAS, **{k: (v or None) for k, v in (cameras or {}).items()}}
         self._norm = load_norm_stats(Path(norm_stats), use_quantiles)
@@ -154,6 +155,7 @@ class PiPolicy(Policy):
                           "action_dim": action_dim, "dtype": dtype, "tiny": tiny, "random_init": random_init,
                           "device": options.get("device", device)}
         self._instructions: list[str | None] = [None] * num_slots
+        self._noise: list[np.random.Generator | None] = [None] * num_slots
 
     def describe(self) -> dict:
         return {"name": self.name, **self._settings, "checkpoint_fingerprint": self._backend.fingerprint(),
@@ -176,6 +178,9 @@ class PiPolicy(Policy):
 
     def reset(self, slot: int, context: EpisodeContext) -> None:
         self._instructions[slot] = context.task.instruction
+        # flow-matching noise from the episode's own seed: an episode's actions do not depend on which other
+        # episodes share its batch, so resumed and re-batched runs replay it (up to float rounding)
+        self._noise[slot] = np.random.default_rng([context.episode.seed, self._seed])
 
     def act(self, obs: Obs, slots: np.ndarray) -> np.ndarray:
         images, masks = pi_images(obs, self._cameras)
@@ -188,5 +193,7 @@ class PiPolicy(Policy):
             texts = [clean_prompt(text) for text in instructions]
         tokens, token_masks = self._tokenizer(texts, pi0_format=self._model == "pi0")
         inputs = PiInputs(images, masks, pad_to(state, MODEL_DIM), tokens, token_masks)
-        actions = self._backend.sample_actions(inputs)
+        shape = (self._backend.action_horizon, MODEL_DIM)
+        noise = np.stack([self._noise[s].standard_normal(shape, dtype=np.float32) for s in slots])
+        actions = self._backend.sample_actions(inputs, noise=noise)
         return self._norm["actions"].unnormalize(actions)[:, :, : self._action_dim]
