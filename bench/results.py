@@ -39,13 +39,18 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 def ensure_writable(root: Path) -> None:
-    """Fails before any episode runs if the output folder cannot be created or written."""
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise BenchError(f"cannot write results to {root}: {e.strerror}; pass --output with a writable folder") from e
+    """Fails before any episode runs if the output folder could not be created or written; creates nothing (the
+    folder appears with the run's first record)."""
+    existing = root.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        problem = f"{existing} is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    else:
+        return
+    raise BenchError(f"cannot write results to {root}: {problem}; pass --output with a writable folder")
 
 
 class RunWriter:
