@@ -26,10 +26,11 @@ from bench import __version__
 from bench.adapters import ActionChunker
 from bench.envs import BatchedEnvs, default_num_envs, open_envs
 from bench.errors import BenchError
-from bench.policies import DEFAULT_PRESETS_DIR, EpisodeContext, Policy, build_policy, resolve_preset
+from bench.policies import (DEFAULT_PRESETS_DIR, EpisodeContext, Policy, PolicyPreset, build_policy,
+                             resolve_preset)
 from bench.report import write_task_leaderboard
 from bench.results import RunWriter, ensure_writable, new_run_id
-from bench.tasks import DEFAULT_TASKS_DIR, Episode, TaskSpec, episodes_for, load_suite
+from bench.tasks import DEFAULT_TASKS_DIR, Episode, TaskSpec, TaskSuite, episodes_for, load_suite
 
 RECORDED_PACKAGES = ("bench", "mani_skill", "sapien", "gymnasium", "torch", "numpy",
                      "lerobot", "transformers", "jax", "rpent-openpi", "sentencepiece")  # what Pi results depend on
@@ -67,7 +68,6 @@ class RunConfig:
     """PaliGemma SentencePiece model, paligemma_tokenizer.model (overrides the preset)."""
     norm_stats: str | None = None
     """norm_stats.json with the state/action statistics the checkpoint was trained with (overrides the preset)."""
-    """Name of the run folder (default: timestamp-policy-pid)."""
     tasks_dir: Path = DEFAULT_TASKS_DIR
     """Folder holding suite.toml and the task specs."""
     presets_dir: Path = DEFAULT_PRESETS_DIR
@@ -113,6 +113,52 @@ def _git_revision() -> str | None:
 def _host() -> dict:
     return {"hostname": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
             "cpu_count": os.cpu_count(), "user": getpass.getuser()}
+
+
+def _flat(value, prefix: str = "") -> dict:
+    """Nested dicts as dotted keys, tuples as lists: JSON values that compare equal after a round trip."""
+    if isinstance(value, dict):
+        flat = {}
+        for key, inner in value.items():
+            flat.update(_flat(inner, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: list(value) if isinstance(value, tuple) else value}
+
+
+def _contract(config: RunConfig, suite_version: str, tasks: list[TaskSpec], preset: PolicyPreset,
+              description: dict, sim_backend: str, packages: dict[str, str]) -> dict:
+    """Everything that can change a result, in the form `bench compare` checks key by key.
+
+    `evaluation` and `tasks` must agree between two runs for their numbers to be comparable; `policy` is what
+    a comparison compares, so it is shown side by side, never refused. Episode counts, env slots, run id, host
+    and times are left out: they do not change what an episode scores (common episode indices are paired).
+    """
+    return {
+        "evaluation": {"suite_version": suite_version, "seed": config.seed, "replan_steps": config.replan_steps,
+                       "sim_backend": sim_backend, "mani_skill": packages["mani_skill"],
+                       "sapien": packages["sapien"]},
+        "tasks": {t.id: _flat({k: v for k, v in asdict(t).items() if k != "id"}) for t in tasks},
+        "policy": {"preset": preset.name, "plugin": preset.plugin, "preset_fingerprint": preset.fingerprint(),
+                   **_flat(description)},
+    }
+
+
+def _manifest(config: RunConfig, run_id: str, suite: TaskSuite, tasks: list[TaskSpec], preset: PolicyPreset,
+              policy: Policy, backend: str, backend_reason: str, num_envs: int) -> dict:
+    """What produced the run, so that any number can be traced back and two runs checked for comparability."""
+    packages = _package_versions()
+    description = policy.describe()
+    return {
+        "run_id": run_id, "created": datetime.now(timezone.utc).isoformat(),
+        "bench_version": __version__, "config": {**asdict(config), "num_envs_used": num_envs},
+        "suite": {"version": suite.version, "fingerprint": suite.fingerprint(tasks),
+                  "tasks": [asdict(t) for t in tasks]},
+        "policy": {"name": preset.name, "plugin": preset.plugin, "preset": preset.source,
+                   "params": preset.params, "fingerprint": preset.fingerprint(), "describe": description},
+        "environments": {"backend": backend, "why": backend_reason, "num_envs": num_envs},
+        "contract": _contract(config, suite.version, tasks, preset, description, backend, packages),
+        "packages": packages, "git_revision": _git_revision(), "host": _host(),
+    }
 
 
 class _Live:
@@ -206,17 +252,8 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
             for task in tasks:
                 bounds = envs.start_task(task)
                 if writer is None:  # the first task started: the configuration works, so open the run folder
-                    writer = RunWriter(run_dir, {
-                        "run_id": run_id, "created": datetime.now(timezone.utc).isoformat(),
-                        "bench_version": __version__, "config": {**asdict(config), "num_envs_used": num_envs},
-                        "suite": {"version": suite.version, "fingerprint": suite.fingerprint(tasks),
-                                  "tasks": [asdict(t) for t in tasks]},
-                        "policy": {"name": preset.name, "plugin": preset.plugin, "preset": preset.source,
-                                   "params": preset.params, "fingerprint": preset.fingerprint(),
-                                   "describe": policy.describe()},
-                        "environments": {"backend": envs.backend, "why": backend_reason, "num_envs": num_envs},
-                        "packages": _package_versions(), "git_revision": _git_revision(), "host": _host(),
-                    })
+                    writer = RunWriter(run_dir, _manifest(config, run_id, suite, tasks, preset, policy, envs.backend,
+                                                          backend_reason, num_envs))
                 chunker = ActionChunker(num_envs, config.replan_steps)
                 episodes = episodes_for(task.id, config.seed, config.episodes)
                 done = successes = steps = 0
