@@ -258,7 +258,8 @@ def comparison_display(table: pd.DataFrame) -> pd.DataFrame:
 
 LEGEND = (f"n: paired episodes; A/B only: pairs only A / only B succeeded in; verdict: exact McNemar p < {ALPHA:g} "
           "and the difference beyond the margin (mean row: its 95% interval excludes 0); n needed: episodes per task "
-          "for McNemar to detect the observed difference with 80% power (Connor 1987)")
+          "for McNemar to detect the observed difference with 80% power (Connor 1987; asymptotic, so below about 10 "
+          "discordant pairs the exact test needs more: it cannot reject with fewer than 6)")
 
 
 def _header(c: Comparison) -> list[str]:
