@@ -16,7 +16,7 @@ from bench.compare import compare, load_run, print_comparison, to_json, to_markd
 from bench.errors import BenchError
 from bench.policies import DEFAULT_PRESETS_DIR, plugins, presets
 from bench.report import leaderboard, leaderboard_display, print_table, to_markdown
-from bench.runner import RunConfig, run
+from bench.runner import RunConfig, run_repeats
 from bench.tasks import DEFAULT_TASKS_DIR, load_suite
 
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI: do not cut tables at 80
@@ -24,8 +24,8 @@ console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI: do
 
 def run_command(config: Annotated[RunConfig, tyro.conf.arg(name="")]) -> int:
     """Evaluate a policy on tasks; results go to <output>/<run-id>/."""
-    outcome = run(config, console)
-    return 0 if outcome.status == "completed" else 1
+    outcomes = run_repeats(config, console)
+    return 0 if all(outcome.status == "completed" for outcome in outcomes) else 1
 
 
 def _write(path: Path, text: str) -> None:

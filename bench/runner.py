@@ -11,7 +11,7 @@ import os
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -28,7 +28,7 @@ from bench.envs import BatchedEnvs, default_num_envs, open_envs
 from bench.errors import BenchError
 from bench.policies import (DEFAULT_PRESETS_DIR, EpisodeContext, Policy, PolicyPreset, build_policy,
                              resolve_preset)
-from bench.report import write_task_leaderboard
+from bench.report import print_table, spread_display, spread_table, to_markdown, write_task_leaderboard
 from bench.results import RunWriter, ensure_writable, new_run_id
 from bench.tasks import DEFAULT_TASKS_DIR, Episode, TaskSpec, TaskSuite, episodes_for, load_suite
 
@@ -58,6 +58,9 @@ class RunConfig:
     """Folder that receives the run folder."""
     run_id: str | None = None
     """Name of the run folder (default: timestamp-policy-pid)."""
+    repeat: int = 1
+    """Run the evaluation this many times with run seeds seed, seed+1, ... (run ids <run-id>-r0, -r1, ...) and
+    report the spread of success rates: the noise floor of a result with this many episodes."""
     server: str | None = None
     """Policy server address for remote policies (overrides the preset's `server`)."""
     backend: str | None = None
@@ -74,7 +77,7 @@ class RunConfig:
     """Folder holding the policy presets."""
 
     def validate(self) -> None:
-        for name in ("episodes", "num_envs", "replan_steps"):
+        for name in ("episodes", "num_envs", "replan_steps", "repeat"):
             if getattr(self, name) <= 0:
                 raise BenchError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if self.seed < 0:
@@ -283,3 +286,28 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
                 table = write_task_leaderboard(run_dir, episodes_table, title, console)
             console.print(f"results: {run_dir}")
     return RunOutcome(run_dir, status, episodes_table, table)
+
+
+def run_repeats(config: RunConfig, console: Console | None = None) -> list[RunOutcome]:
+    """`--repeat K`: K ordinary runs with run seeds seed, seed+1, ... (run ids <run-id>-r0, ...), then their spread.
+
+    Separate run folders keep every repeat readable by `compare` and `leaderboard` as they are; the price is
+    building the policy and environments K times.
+    """
+    if config.repeat == 1:
+        return [run(config, console)]
+    console = console or Console()
+    config.validate()
+    base = config.run_id or new_run_id(resolve_preset(config.policy, config.presets_dir).name)
+    repeats = [replace(config, seed=config.seed + i, run_id=f"{base}-r{i}") for i in range(config.repeat)]
+    for repeat in repeats:
+        if (repeat.output / repeat.run_id).exists():
+            raise BenchError(f"{repeat.output / repeat.run_id} already exists: choose another --run-id")
+    outcomes = [run(repeat, console) for repeat in repeats]
+    display = spread_display(spread_table([outcome.episodes for outcome in outcomes]))
+    title = f"spread over {config.repeat} repeats (run seeds {config.seed}..{config.seed + config.repeat - 1})"
+    path = config.output / f"{base}-spread.md"
+    path.write_text(f"# {base}: {title}\n\n" + to_markdown(display))
+    print_table(display, title, console)
+    console.print(f"spread: {path}")
+    return outcomes

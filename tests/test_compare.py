@@ -1,5 +1,5 @@
 """`bench compare`: paired statistics checked against hand computations and a published example, contract
-checks, and a real expert-vs-random comparison."""
+checks, and a real expert-vs-random comparison; `bench run --repeat`: the noise floor."""
 
 import json
 import math
@@ -11,7 +11,8 @@ import pytest
 
 from bench.cli import main
 from bench.compare import episodes_needed, mcnemar_exact, newcombe_paired_interval
-from bench.results import RunWriter, read_manifest
+from bench.report import spread_table
+from bench.results import RunWriter, read_episodes, read_manifest
 
 from test_report import wilson_by_hand
 
@@ -89,6 +90,13 @@ def test_episodes_needed_by_hand():
     assert episodes_needed(0.1, 0.3) == 234
     assert episodes_needed(-0.1, 0.3) == 234
     assert episodes_needed(0.0, 0.3) is None
+
+
+def test_spread_of_repeats_by_hand():
+    runs = [pd.DataFrame({"task": ["T"] * 2, "success_once": s}) for s in ([True, False], [True, True], [False, False])]
+    row = spread_table(runs).iloc[0]
+    assert row["rates"] == [0.5, 1.0, 0.0]
+    assert (row["mean"], row["std"], row["min"], row["max"]) == pytest.approx((0.5, 0.5, 0.0, 1.0))
 
 
 # --- bench compare on written run folders ---------------------------------------------------------------
@@ -225,3 +233,15 @@ def test_expert_vs_random_with_other_replan_steps_is_refused(bench, expert_and_r
     code, text = bench("compare", str(expert), str(edited), "--allow-mismatch")
     assert code == 1 and text.index("replan_steps: 5 != 10") < text.index("worse")
 
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_repeat_runs_with_consecutive_seeds_and_reports_the_spread(bench, tmp_path):
+    code, text = bench("run", "--policy", "zero", "--tasks", "PickCube-v1", "--episodes", "1", "--num-envs", "1",
+                       "--seed", "3", "--repeat", "2", "--output", str(tmp_path), "--run-id", "z")
+    assert code == 0, text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["z-r0", "z-r1", "z-spread.md"]
+    assert [read_manifest(tmp_path / r)["contract"]["evaluation"]["seed"] for r in ("z-r0", "z-r1")] == [3, 4]
+    seeds = [read_episodes(tmp_path / r)["seed"].item() for r in ("z-r0", "z-r1")]
+    assert seeds[0] != seeds[1]
+    assert "spread over 2 repeats" in text and "0.0%, 0.0%" in (tmp_path / "z-spread.md").read_text()
