@@ -211,15 +211,16 @@ def compare(a: Run, b: Run, margin: float = 0.0, allow_mismatch: bool = False) -
     """Refuses runs whose evaluation contracts differ (unless `allow_mismatch`), then compares task by task."""
     if not 0 <= margin < 1:
         raise BenchError(f"--margin is a difference in success rate between 0 and 1 (0.05 = 5 points), got {margin}")
+    common = [task for task in dict.fromkeys(a.episodes["task"]) if task in set(b.episodes["task"])]
+    mismatches = contract_differences(a.manifest, b.manifest, common)
+    if mismatches and not allow_mismatch:
+        raise BenchError("the runs were not evaluated the same way:\n  " + "\n  ".join(mismatches)
+                         + "\nrerun one with the other's settings, or pass --allow-mismatch to compare anyway")
     pairs, excluded = pair_episodes(a.episodes, b.episodes)
     tasks = list(dict.fromkeys(pairs["task"]))
     if not tasks:
         raise BenchError(f"{a.path} and {b.path} share no (task, episode) with a finished episode in both: "
                          "compare runs of the same tasks")
-    mismatches = contract_differences(a.manifest, b.manifest, tasks)
-    if mismatches and not allow_mismatch:
-        raise BenchError("the runs were not evaluated the same way:\n  " + "\n  ".join(mismatches)
-                         + "\nrerun one with the other's settings, or pass --allow-mismatch to compare anyway")
     rows = pd.DataFrame([_task_row(task, pairs[pairs["task"] == task], margin) for task in tasks])
     rows["excluded"] = [int(excluded.get(task, 0)) for task in tasks]
     rows["episodes_needed"] = rows["episodes_needed"].astype("Int64")

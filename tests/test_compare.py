@@ -143,10 +143,13 @@ def test_common_episodes_are_paired_and_bad_status_is_left_out(bench, tmp_path):
 
 
 def test_different_seeds_are_refused(bench, tmp_path):
+    other = {**CONTRACT, "evaluation": {**CONTRACT["evaluation"], "seed": 1}}
     a = write_run(tmp_path, "a", {"T1": [True]})
-    b = write_run(tmp_path, "b", {"T1": [True]}, seed_offset=1)
+    b = write_run(tmp_path, "b", {"T1": [True]}, contract=other, seed_offset=1)
+    code, text = bench("compare", str(a), str(b))
+    assert code == 2 and "seed: 0 != 1" in text
     code, text = bench("compare", str(a), str(b), "--allow-mismatch")
-    assert code == 2 and "started from different seeds" in text and "--seed" in text
+    assert code == 2 and "started from different seeds" in " ".join(text.split()) and "--seed" in text
 
 
 def test_mismatched_contracts_are_refused_unless_allowed(bench, tmp_path):
