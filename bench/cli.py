@@ -1,7 +1,8 @@
-"""Command line: `bench run | tasks | policies | leaderboard` (tyro subcommands)."""
+"""Command line: `bench run | compare | tasks | policies | leaderboard` (tyro subcommands)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -11,10 +12,11 @@ import pandas as pd
 import tyro
 from rich.console import Console
 
+from bench.compare import compare, load_run, print_comparison, to_json, to_markdown_report
 from bench.errors import BenchError
 from bench.policies import DEFAULT_PRESETS_DIR, plugins, presets
 from bench.report import leaderboard, leaderboard_display, print_table, to_markdown
-from bench.runner import RunConfig, run
+from bench.runner import RunConfig, run_repeats
 from bench.tasks import DEFAULT_TASKS_DIR, load_suite
 
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI: do not cut tables at 80
@@ -22,8 +24,39 @@ console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI: do
 
 def run_command(config: Annotated[RunConfig, tyro.conf.arg(name="")]) -> int:
     """Evaluate a policy on tasks; results go to <output>/<run-id>/."""
-    outcome = run(config, console)
-    return 0 if outcome.status == "completed" else 1
+    outcomes = run_repeats(config, console)
+    return 0 if all(outcome.status == "completed" for outcome in outcomes) else 1
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as e:
+        raise BenchError(f"cannot write {path}: {e.strerror}; pass a path in a writable folder") from e
+
+
+def compare_command(a: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="A")],
+                    b: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="B")],
+                    margin: float = 0.0, allow_mismatch: bool = False,
+                    json_out: Annotated[Path | None, tyro.conf.arg(name="json")] = None,
+                    markdown: Path | None = None) -> int:
+    """Compare run B (candidate) with run A (baseline) episode by episode; exit 1 if B is significantly worse.
+
+    Args:
+        a: Baseline run folder (results/<run-id>).
+        b: Candidate run folder, evaluated on the same episodes.
+        margin: Smallest difference in success rate that counts as better or worse (0.05 = 5 points).
+        allow_mismatch: Compare runs whose evaluation settings differ; the differences are printed first.
+        json_out: Also write the comparison as JSON to this file.
+        markdown: Also write the comparison as Markdown to this file.
+    """
+    comparison = compare(load_run(a), load_run(b), margin, allow_mismatch)
+    print_comparison(comparison, console)
+    if json_out:
+        _write(json_out, json.dumps(to_json(comparison), indent=2))
+    if markdown:
+        _write(markdown, to_markdown_report(comparison))
+    return 1 if comparison.regressed else 0
 
 
 def tasks_command(tasks_dir: Path = DEFAULT_TASKS_DIR) -> int:
@@ -66,6 +99,7 @@ def leaderboard_command(root: Annotated[Path, tyro.conf.Positional] = Path("resu
 
 COMMANDS = {
     "run": run_command,
+    "compare": compare_command,
     "tasks": tasks_command,
     "policies": policies_command,
     "leaderboard": leaderboard_command,

@@ -95,6 +95,30 @@ def write_task_leaderboard(run_dir: Path, episodes: pd.DataFrame, title: str,
     return table
 
 
+def spread_table(runs: list[pd.DataFrame]) -> pd.DataFrame:
+    """Per task, success_once of each repeated run and their spread (sample std, min, max): the noise floor."""
+    rates = pd.DataFrame({i: episodes.groupby("task", sort=False)["success_once"].mean()
+                          for i, episodes in enumerate(runs)})
+    return pd.DataFrame({
+        "task": rates.index,
+        "episodes": runs[0].groupby("task", sort=False).size().reindex(rates.index).to_numpy(),
+        "rates": [list(row) for row in rates.to_numpy()],
+        "mean": rates.mean(axis=1).to_numpy(),
+        "std": rates.std(axis=1, ddof=1).to_numpy(),
+        "min": rates.min(axis=1).to_numpy(),
+        "max": rates.max(axis=1).to_numpy(),
+    })
+
+
+def spread_display(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "task": table["task"],
+        "episodes": table["episodes"],
+        "success_once per repeat": [", ".join(format_rate(r) for r in rates) for rates in table["rates"]],
+        **{c: [format_rate(v) for v in table[c]] for c in ("mean", "std", "min", "max")},
+    })
+
+
 def leaderboard(root: Path) -> pd.DataFrame:
     """policy x task success_once across the runs under `root`; per (policy, task) the newest run counts."""
     latest: dict[tuple[str, str], tuple[str, pd.DataFrame]] = {}

@@ -26,8 +26,9 @@ from bench import __version__
 from bench.adapters import ActionChunker
 from bench.envs import BatchedEnvs, default_num_envs, open_envs
 from bench.errors import BenchError, unknown_name
-from bench.policies import DEFAULT_PRESETS_DIR, EpisodeContext, Policy, build_policy, resolve_preset
-from bench.report import write_task_leaderboard
+from bench.policies import (DEFAULT_PRESETS_DIR, EpisodeContext, Policy, PolicyPreset, build_policy,
+                             resolve_preset)
+from bench.report import print_table, spread_display, spread_table, to_markdown, write_task_leaderboard
 from bench.results import RunWriter, ensure_writable, new_run_id
 from bench.tasks import DEFAULT_TASKS_DIR, Episode, TaskSpec, TaskSuite, episodes_for, load_suite
 
@@ -60,6 +61,9 @@ class RunConfig:
     """Folder that receives the run folder."""
     run_id: str | None = None
     """Name of the run folder (default: timestamp-policy-pid)."""
+    repeat: int = 1
+    """Run the evaluation this many times with run seeds seed, seed+1, ... (run ids <run-id>-r0, -r1, ...) and
+    report the spread of success rates: the noise floor of a result with this many episodes."""
     server: str | None = None
     """Policy server address for remote policies (overrides the preset's `server`)."""
     backend: str | None = None
@@ -88,7 +92,7 @@ class RunConfig:
         return replace(self, tasks=self.suite, episodes=episodes)
 
     def validate(self) -> None:
-        for name in ("episodes", "num_envs", "replan_steps"):
+        for name in ("episodes", "num_envs", "replan_steps", "repeat"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise BenchError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if self.seed < 0:
@@ -127,6 +131,52 @@ def _git_revision() -> str | None:
 def _host() -> dict:
     return {"hostname": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
             "cpu_count": os.cpu_count(), "user": getpass.getuser()}
+
+
+def _flat(value, prefix: str = "") -> dict:
+    """Nested dicts as dotted keys, tuples as lists: JSON values that compare equal after a round trip."""
+    if isinstance(value, dict):
+        flat = {}
+        for key, inner in value.items():
+            flat.update(_flat(inner, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: list(value) if isinstance(value, tuple) else value}
+
+
+def _contract(config: RunConfig, suite_version: str, tasks: list[TaskSpec], preset: PolicyPreset,
+              description: dict, sim_backend: str, packages: dict[str, str]) -> dict:
+    """Everything that can change a result, in the form `bench compare` checks key by key.
+
+    `evaluation` and `tasks` must agree between two runs for their numbers to be comparable; `policy` is what
+    a comparison compares, so it is shown side by side, never refused. Episode counts, env slots, run id, host
+    and times are left out: they do not change what an episode scores (common episode indices are paired).
+    """
+    return {
+        "evaluation": {"suite_version": suite_version, "seed": config.seed, "replan_steps": config.replan_steps,
+                       "sim_backend": sim_backend, "mani_skill": packages["mani_skill"],
+                       "sapien": packages["sapien"]},
+        "tasks": {t.id: _flat({k: v for k, v in asdict(t).items() if k != "id"}) for t in tasks},
+        "policy": {"preset": preset.name, "plugin": preset.plugin, "preset_fingerprint": preset.fingerprint(),
+                   **_flat(description)},
+    }
+
+
+def _manifest(config: RunConfig, run_id: str, suite: TaskSuite, tasks: list[TaskSpec], preset: PolicyPreset,
+              policy: Policy, backend: str, backend_reason: str, num_envs: int) -> dict:
+    """What produced the run, so that any number can be traced back and two runs checked for comparability."""
+    packages = _package_versions()
+    description = policy.describe()
+    return {
+        "run_id": run_id, "created": datetime.now(timezone.utc).isoformat(),
+        "bench_version": __version__, "config": {**asdict(config), "num_envs_used": num_envs},
+        "suite": {"version": suite.version, "fingerprint": suite.fingerprint(tasks),
+                  "tasks": [asdict(t) for t in tasks]},
+        "policy": {"name": preset.name, "plugin": preset.plugin, "preset": preset.source,
+                   "params": preset.params, "fingerprint": preset.fingerprint(), "describe": description},
+        "environments": {"backend": backend, "why": backend_reason, "num_envs": num_envs},
+        "contract": _contract(config, suite.version, tasks, preset, description, backend, packages),
+        "packages": packages, "git_revision": _git_revision(), "host": _host(),
+    }
 
 
 class _Live:
@@ -221,17 +271,8 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
             for task in tasks:
                 bounds = envs.start_task(task)
                 if writer is None:  # the first task started: the configuration works, so open the run folder
-                    writer = RunWriter(run_dir, {
-                        "run_id": run_id, "created": datetime.now(timezone.utc).isoformat(),
-                        "bench_version": __version__, "config": {**asdict(config), "num_envs_used": num_envs},
-                        "suite": {"version": suite.version, "fingerprint": suite.fingerprint(tasks),
-                                  "tasks": [asdict(t) for t in tasks]},
-                        "policy": {"name": preset.name, "plugin": preset.plugin, "preset": preset.source,
-                                   "params": preset.params, "fingerprint": preset.fingerprint(),
-                                   "describe": policy.describe()},
-                        "environments": {"backend": envs.backend, "why": backend_reason, "num_envs": num_envs},
-                        "packages": _package_versions(), "git_revision": _git_revision(), "host": _host(),
-                    })
+                    writer = RunWriter(run_dir, _manifest(config, run_id, suite, tasks, preset, policy, envs.backend,
+                                                          backend_reason, num_envs))
                 chunker = ActionChunker(num_envs, config.replan_steps)
                 episodes = episodes_for(task.id, config.seed, config.episodes)
                 done = successes = steps = 0
@@ -261,3 +302,28 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
                 table = write_task_leaderboard(run_dir, episodes_table, title, console)
             console.print(f"results: {run_dir}")
     return RunOutcome(run_dir, status, episodes_table, table)
+
+
+def run_repeats(config: RunConfig, console: Console | None = None) -> list[RunOutcome]:
+    """`--repeat K`: K ordinary runs with run seeds seed, seed+1, ... (run ids <run-id>-r0, ...), then their spread.
+
+    Separate run folders keep every repeat readable by `compare` and `leaderboard` as they are; the price is
+    building the policy and environments K times.
+    """
+    if config.repeat == 1:
+        return [run(config, console)]
+    console = console or Console()
+    config.validate()
+    base = config.run_id or new_run_id(resolve_preset(config.policy, config.presets_dir).name)
+    repeats = [replace(config, seed=config.seed + i, run_id=f"{base}-r{i}") for i in range(config.repeat)]
+    for repeat in repeats:
+        if (repeat.output / repeat.run_id).exists():
+            raise BenchError(f"{repeat.output / repeat.run_id} already exists: choose another --run-id")
+    outcomes = [run(repeat, console) for repeat in repeats]
+    display = spread_display(spread_table([outcome.episodes for outcome in outcomes]))
+    title = f"spread over {config.repeat} repeats (run seeds {config.seed}..{config.seed + config.repeat - 1})"
+    path = config.output / f"{base}-spread.md"
+    path.write_text(f"# {base}: {title}\n\n" + to_markdown(display))
+    print_table(display, title, console)
+    console.print(f"spread: {path}")
+    return outcomes

@@ -1,0 +1,298 @@
+"""Two runs of the same episodes, A (baseline) and B (candidate): which is better per task, and how sure we are.
+
+Episodes are paired by (task, episode index); paired runs start every pair from the same state, so only the
+pairs where exactly one policy succeeded (discordant pairs) carry information about the difference. Hence:
+
+- the difference B-A with Newcombe's paired score interval (method 10 of Newcombe 1998, "Improved confidence
+  intervals for the difference between binomial proportions based on paired data", Stat Med 17:2635-2650): each
+  rate's Wilson interval, combined "square-and-add" with the correlation between the two rates (phi of the 2x2
+  table, shrunk towards 0 by n/2 when positive, set to 0 when a margin is empty), which keeps the interval
+  inside [-1, 1] and sound at 0% and 100%, where the Wald interval collapses;
+- the exact McNemar test: two-sided binomial test of A-only vs B-only successes with p = 0.5 (exact, because
+  runs have few discordant pairs);
+- episodes needed: Connor's (1987) sample size for McNemar's test at the observed difference and discordance.
+
+The mean over tasks gets a MOVER interval (Zou & Donner 2008): tasks use disjoint episodes, so the per-task
+intervals are independent and combine as mean +- sqrt(sum of squared half-widths) / tasks, separately below and
+above. A bootstrap over episodes or a Wald sum of variances would collapse to zero width whenever every pair
+agrees or every discordant pair goes one way (100% vs 0%), the usual case for small runs; MOVER inherits the
+score intervals' behaviour there and reduces to the task's own interval for one task.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from scipy.stats import binomtest, norm
+
+from bench.errors import BenchError
+from bench.report import CONFIDENCE, format_rate, print_table, to_markdown, wilson_interval
+from bench.results import MANIFEST, find_runs, read_episodes, read_manifest
+
+ALPHA = 1 - CONFIDENCE
+POWER = 0.8
+BETTER, WORSE, SAME = "better", "worse", "no detectable difference"
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    manifest: dict
+    episodes: pd.DataFrame
+
+    @property
+    def label(self) -> str:
+        return f"{self.manifest.get('run_id', self.path.name)} ({self.manifest.get('policy', {}).get('name', '?')})"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: Run
+    b: Run
+    margin: float
+    table: pd.DataFrame
+    """One row per task, then `mean`: rates, difference, McNemar, verdict, episodes needed."""
+    mismatches: list[str]
+    """Evaluation-contract differences, `key: A != B` (empty unless --allow-mismatch let them through)."""
+    policy: pd.DataFrame
+    """The policy part of both contracts side by side."""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def regressed(self) -> bool:
+        return bool((self.table["verdict"] == WORSE).any())
+
+
+def load_run(path: Path) -> Run:
+    """A run folder with at least one finished episode, or a BenchError that says what to pass instead."""
+    if not path.exists():
+        raise BenchError(f"{path} does not exist: pass a run folder such as results/<run-id>")
+    if not (path / MANIFEST).is_file():
+        inside = [p.name for p in find_runs(path)] if path.is_dir() else []
+        hint = f"; run folders inside it: {', '.join(inside[:5])}" if inside else ""
+        raise BenchError(f"{path} is not a run folder (no manifest.json): pass a folder written by `bench run`{hint}")
+    episodes = read_episodes(path)
+    if episodes.empty:
+        raise BenchError(f"{path} has no finished episodes: nothing to compare")
+    return Run(path, read_manifest(path), episodes)
+
+
+def newcombe_paired_interval(both: int, a_only: int, b_only: int, neither: int,
+                             confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Interval for rate(B) - rate(A) from paired outcomes (Newcombe 1998, method 10; see the module doc)."""
+    n = both + a_only + b_only + neither
+    p_a, p_b = (both + a_only) / n, (both + b_only) / n
+    low_a, high_a = wilson_interval(both + a_only, n, confidence)
+    low_b, high_b = wilson_interval(both + b_only, n, confidence)
+    margins = (both + a_only) * (b_only + neither) * (both + b_only) * (a_only + neither)
+    cross = both * neither - a_only * b_only
+    if margins == 0 or 0 <= cross <= n / 2:
+        phi = 0.0
+    else:
+        phi = (cross - n / 2 if cross > 0 else cross) / math.sqrt(margins)
+    diff = p_b - p_a
+    below = (p_b - low_b) ** 2 - 2 * phi * (p_b - low_b) * (high_a - p_a) + (high_a - p_a) ** 2
+    above = (high_b - p_b) ** 2 - 2 * phi * (high_b - p_b) * (p_a - low_a) + (p_a - low_a) ** 2
+    return max(-1.0, diff - math.sqrt(below)), min(1.0, diff + math.sqrt(above))
+
+
+def mcnemar_exact(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar p-value: binomial test of the discordant pairs against p = 0.5."""
+    discordant = a_only + b_only
+    return 1.0 if discordant == 0 else float(binomtest(a_only, discordant, 0.5).pvalue)
+
+
+def episodes_needed(difference: float, discordance: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
+    """Pairs (episodes per task) for McNemar's test to detect `difference` with `power` (Connor 1987).
+
+    n = (z_{1-alpha/2} sqrt(psi) + z_{power} sqrt(psi - delta^2))^2 / delta^2, psi the discordance rate. An
+    asymptotic formula: with under about 10 discordant pairs the exact test needs somewhat more. None when
+    there is no difference to detect.
+    """
+    if difference == 0 or discordance <= 0:
+        return None
+    root = norm.ppf(1 - alpha / 2) * math.sqrt(discordance) + norm.ppf(power) * math.sqrt(
+        max(discordance - difference ** 2, 0.0))
+    return math.ceil(root ** 2 / difference ** 2)
+
+
+def verdict(difference: float, significant: bool, margin: float) -> str:
+    if significant and difference < -margin:
+        return WORSE
+    if significant and difference > margin:
+        return BETTER
+    return SAME
+
+
+def _ok(episodes: pd.DataFrame) -> pd.Series:
+    """Episodes that ended normally; records with a `status` other than ok, or an `error`, are left out."""
+    ok = pd.Series(True, index=episodes.index)
+    if "status" in episodes:
+        ok &= episodes["status"].fillna("ok").eq("ok")
+    if "error" in episodes:
+        ok &= episodes["error"].isna()
+    return ok
+
+
+def pair_episodes(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Pairs by (task, episode) over the common indices; refuses pairs that did not start from the same seed.
+
+    Returns the paired ok episodes (success_a, success_b) and, per task, how many pairs were left out.
+    """
+    pairs = a.assign(ok=_ok(a)).merge(b.assign(ok=_ok(b)), on=["task", "episode"], suffixes=("_a", "_b"))
+    differ = pairs[pairs["seed_a"] != pairs["seed_b"]]
+    if len(differ):
+        first = differ.iloc[0]
+        raise BenchError(f"{len(differ)} paired episodes started from different seeds (e.g. {first['task']} episode "
+                         f"{first['episode']}: {first['seed_a']} != {first['seed_b']}): the runs did not evaluate "
+                         "the same episodes; rerun one with the other's --seed")
+    ok = pairs["ok_a"] & pairs["ok_b"]
+    excluded = (~ok).groupby(pairs["task"], sort=False).sum()
+    kept = pairs.loc[ok, ["task", "episode", "success_once_a", "success_once_b"]]
+    return kept.astype({"success_once_a": bool, "success_once_b": bool}), excluded
+
+
+def _task_row(task: str, group: pd.DataFrame, margin: float) -> dict:
+    a, b = group["success_once_a"], group["success_once_b"]
+    n = len(group)
+    both, a_only, b_only = int((a & b).sum()), int((a & ~b).sum()), int((~a & b).sum())
+    neither = n - both - a_only - b_only
+    diff = (b_only - a_only) / n
+    p = mcnemar_exact(a_only, b_only)
+    return {
+        "task": task, "episodes": n,
+        "a_rate": a.mean(), **dict(zip(("a_low", "a_high"), wilson_interval(int(a.sum()), n))),
+        "b_rate": b.mean(), **dict(zip(("b_low", "b_high"), wilson_interval(int(b.sum()), n))),
+        "diff": diff, **dict(zip(("diff_low", "diff_high"), newcombe_paired_interval(both, a_only, b_only, neither))),
+        "a_only": a_only, "b_only": b_only, "mcnemar_p": p, "verdict": verdict(diff, p < ALPHA, margin),
+        "episodes_needed": episodes_needed(diff, (a_only + b_only) / n),
+    }
+
+
+def _mean_row(rows: pd.DataFrame, margin: float) -> dict:
+    """Mean over tasks with the MOVER interval; significant when that interval excludes 0."""
+    k = len(rows)
+    diff = rows["diff"].mean()
+    low = diff - math.sqrt(((rows["diff"] - rows["diff_low"]) ** 2).sum()) / k
+    high = diff + math.sqrt(((rows["diff_high"] - rows["diff"]) ** 2).sum()) / k
+    return {"task": "mean", "episodes": int(rows["episodes"].sum()), "a_rate": rows["a_rate"].mean(),
+            "b_rate": rows["b_rate"].mean(), "diff": diff, "diff_low": low, "diff_high": high,
+            "a_only": int(rows["a_only"].sum()), "b_only": int(rows["b_only"].sum()),
+            "verdict": verdict(diff, low > 0 or high < 0, margin)}
+
+
+def contract_differences(a: dict, b: dict, tasks: list[str]) -> list[str]:
+    """`key: A != B` for every evaluation setting (and setting of a compared task) the two manifests disagree on."""
+    if "contract" not in a or "contract" not in b:
+        old = " and ".join(name for name, m in (("A", a), ("B", b)) if "contract" not in m)
+        return [f"{old}: written before bench recorded evaluation contracts, so nothing shows the runs used the "
+                "same settings"]
+    ca, cb = a["contract"], b["contract"]
+    pairs = [(k, ca["evaluation"].get(k), cb["evaluation"].get(k)) for k in {**ca["evaluation"], **cb["evaluation"]}]
+    for task in tasks:
+        ta, tb = ca["tasks"].get(task, {}), cb["tasks"].get(task, {})
+        pairs += [(f"{task}.{k}", ta.get(k), tb.get(k)) for k in {**ta, **tb}]
+    return [f"{key}: {json.dumps(va)} != {json.dumps(vb)}" for key, va, vb in pairs if va != vb]
+
+
+def _policy_side_by_side(a: dict, b: dict) -> pd.DataFrame:
+    pa, pb = ({"preset": m["policy"]["name"], **m.get("contract", {}).get("policy", {})} for m in (a, b))
+    keys = list({**pa, **pb})
+    return pd.DataFrame({"policy setting": keys, "A": [json.dumps(pa.get(k)) for k in keys],
+                         "B": [json.dumps(pb.get(k)) for k in keys]})
+
+
+def compare(a: Run, b: Run, margin: float = 0.0, allow_mismatch: bool = False) -> Comparison:
+    """Refuses runs whose evaluation contracts differ (unless `allow_mismatch`), then compares task by task."""
+    if not 0 <= margin < 1:
+        raise BenchError(f"--margin is a difference in success rate between 0 and 1 (0.05 = 5 points), got {margin}")
+    common = [task for task in dict.fromkeys(a.episodes["task"]) if task in set(b.episodes["task"])]
+    mismatches = contract_differences(a.manifest, b.manifest, common)
+    if mismatches and not allow_mismatch:
+        raise BenchError("the runs were not evaluated the same way:\n  " + "\n  ".join(mismatches)
+                         + "\nrerun one with the other's settings, or pass --allow-mismatch to compare anyway")
+    pairs, excluded = pair_episodes(a.episodes, b.episodes)
+    tasks = list(dict.fromkeys(pairs["task"]))
+    if not tasks:
+        raise BenchError(f"{a.path} and {b.path} share no (task, episode) with a finished episode in both: "
+                         "compare runs of the same tasks")
+    rows = pd.DataFrame([_task_row(task, pairs[pairs["task"] == task], margin) for task in tasks])
+    rows["excluded"] = [int(excluded.get(task, 0)) for task in tasks]
+    rows["episodes_needed"] = rows["episodes_needed"].astype("Int64")
+    table = pd.concat([rows, pd.DataFrame([_mean_row(rows, margin)])], ignore_index=True) if len(rows) > 1 else rows
+    notes = []
+    for label, run in (("A", a), ("B", b)):
+        only = sorted(set(run.episodes["task"]) - set(tasks))
+        if only:
+            notes.append(f"{label} only: {', '.join(only)} (not compared)")
+    left_out = int(rows["excluded"].sum())
+    if left_out:
+        notes.append(f"{left_out} episode pairs left out: an episode's status is not ok")
+    return Comparison(a, b, margin, table, mismatches, _policy_side_by_side(a.manifest, b.manifest), notes)
+
+
+def format_diff(diff: float, low: float, high: float) -> str:
+    return f"{100 * diff:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def comparison_display(table: pd.DataFrame) -> pd.DataFrame:
+    def dash(value, fmt):
+        return "-" if pd.isna(value) else fmt(value)
+
+    return pd.DataFrame({
+        "task": table["task"],
+        "n": table["episodes"].astype(int),
+        "A (95% CI)": [format_rate(r.a_rate, r.a_low, r.a_high) for r in table.itertuples()],
+        "B (95% CI)": [format_rate(r.b_rate, r.b_low, r.b_high) for r in table.itertuples()],
+        "B-A pts (95% CI)": [format_diff(r.diff, r.diff_low, r.diff_high) for r in table.itertuples()],
+        "A/B only": [f"{r.a_only}/{r.b_only}" for r in table.itertuples()],
+        "McNemar p": [dash(p, lambda v: f"{v:.4g}") for p in table["mcnemar_p"]],
+        "verdict": table["verdict"],
+        "n needed": [dash(n, lambda v: str(int(v))) for n in table["episodes_needed"]],
+    })
+
+
+LEGEND = (f"n: paired episodes; A/B only: pairs only A / only B succeeded in; verdict: exact McNemar p < {ALPHA:g} "
+          "and the difference beyond the margin (mean row: its 95% interval excludes 0); n needed: episodes per task "
+          "for McNemar to detect the observed difference with 80% power (Connor 1987; asymptotic, so below about 10 "
+          "discordant pairs the exact test needs more: it cannot reject with fewer than 6)")
+
+
+def _header(c: Comparison) -> list[str]:
+    return [f"A (baseline): {c.a.path} - {c.a.label}", f"B (candidate): {c.b.path} - {c.b.label}",
+            f"margin: {100 * c.margin:g} points", *c.notes]
+
+
+def to_json(c: Comparison) -> dict:
+    return {"a": {"path": str(c.a.path), "run": c.a.label}, "b": {"path": str(c.b.path), "run": c.b.label},
+            "margin": c.margin, "alpha": ALPHA, "mismatches": c.mismatches, "notes": c.notes,
+            "policy": c.policy.to_dict(orient="records"),
+            "tasks": json.loads(c.table.to_json(orient="records"))}
+
+
+def to_markdown_report(c: Comparison) -> str:
+    parts = ["# bench compare", ""]
+    if c.mismatches:
+        parts += ["**Evaluation settings differ (compared with --allow-mismatch):**", ""]
+        parts += [f"- `{m}`" for m in c.mismatches] + [""]
+    parts += [f"- {line}" for line in _header(c)] + [""]
+    parts += [to_markdown(comparison_display(c.table)), LEGEND, "", to_markdown(c.policy)]
+    return "\n".join(parts)
+
+
+def print_comparison(c: Comparison, console: Console) -> None:
+    if c.mismatches:
+        console.print("[yellow]warning:[/] the runs were not evaluated the same way (--allow-mismatch):",
+                      highlight=False)
+        for line in c.mismatches:
+            console.print(f"  {line}", highlight=False, markup=False)
+    for line in _header(c):
+        console.print(line, highlight=False, markup=False)
+    print_table(c.policy, "policies", console)
+    print_table(comparison_display(c.table), "B vs A: success_once", console)
+    console.print(LEGEND, highlight=False, markup=False)
