@@ -19,13 +19,29 @@ from bench.report import leaderboard, leaderboard_display, print_table, to_markd
 from bench.runner import RunConfig, run_repeats
 from bench.tasks import DEFAULT_TASKS_DIR, load_suite
 
+BASELINE_COMPARISON = "baseline-comparison.md"  # written into the run folder by `bench run --baseline`
 console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI: do not cut tables at 80
 
 
 def run_command(config: Annotated[RunConfig, tyro.conf.arg(name="")]) -> int:
-    """Evaluate a policy on tasks; results go to <output>/<run-id>/."""
+    """Evaluate a policy on tasks; results go to <output>/<run-id>/. With --baseline, compare with a stored run."""
+    if config.fail_on_regression and config.baseline is None:
+        raise BenchError("--fail-on-regression needs --baseline results/<baseline-run-id>")
+    if config.baseline is not None and config.repeat > 1:
+        raise BenchError("--baseline compares one run: drop --repeat, or compare the repeats with `bench compare`")
+    baseline = load_run(config.baseline) if config.baseline is not None else None  # bad paths fail before the run
     outcomes = run_repeats(config, console)
-    return 0 if all(outcome.status == "completed" for outcome in outcomes) else 1
+    if not all(outcome.status == "completed" for outcome in outcomes):
+        return 1
+    if baseline is None:
+        return 0
+    comparison = compare(baseline, load_run(outcomes[0].run_dir), config.margin)
+    print_comparison(comparison, console)
+    _write(outcomes[0].run_dir / BASELINE_COMPARISON, to_markdown_report(comparison))
+    if comparison.regressed:
+        console.print(f"[red]regression[/] against {config.baseline}" if config.fail_on_regression else
+                      "[yellow]regression[/] against the baseline (add --fail-on-regression to fail on it)")
+    return 1 if comparison.regressed and config.fail_on_regression else 0
 
 
 def _write(path: Path, text: str) -> None:

@@ -61,6 +61,12 @@ class RunConfig:
     """Folder that receives the run folder."""
     run_id: str | None = None
     """Name of the run folder (default: timestamp-policy-pid)."""
+    baseline: Path | None = None
+    """A stored baseline run folder: when this run completes, compare it with the baseline (`bench compare`)."""
+    fail_on_regression: bool = False
+    """With --baseline: exit 1 when this run is significantly worse than the baseline (a CI gate)."""
+    margin: float = 0.0
+    """With --baseline: smallest drop in success rate that counts as a regression (0.05 = 5 points)."""
     repeat: int = 1
     """Run the evaluation this many times with run seeds seed, seed+1, ... (run ids <run-id>-r0, -r1, ...) and
     report the spread of success rates: the noise floor of a result with this many episodes."""

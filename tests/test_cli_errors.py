@@ -18,6 +18,9 @@ def assert_nothing_written(output: Path):
     (["--episodes", "0"], "--episodes must be a positive integer, got 0"),
     (["--num-envs", "-1"], "--num-envs must be a positive integer, got -1"),
     (["--replan-steps", "0"], "--replan-steps must be a positive integer"),
+    (["--suite", "smok"], "unknown suite 'smok': did you mean smoke?"),
+    (["--fail-on-regression"], "--fail-on-regression needs --baseline"),
+    (["--baseline", "no-such-run"], "no-such-run does not exist: pass a run folder"),
 ])
 def test_bad_run_arguments(bench, tmp_path, args, message):
     output = tmp_path / "out"

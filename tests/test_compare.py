@@ -195,11 +195,13 @@ def test_bad_paths(bench, tmp_path):
 
 @pytest.fixture(scope="module")
 def expert_and_random(tmp_path_factory) -> tuple[Path, Path]:
-    """PickCube-v1, 6 episodes each: expert 6/6, random 0/6, so McNemar's p = 2/64 < 0.05."""
+    """PickCube-v1, 6 episodes each: expert 6/6, random 0/6, so McNemar's p = 2/64 < 0.05. The random run is made
+    as a CI gate would make it: against the expert run as a stored baseline, failing on the regression."""
     output = tmp_path_factory.mktemp("runs")
-    for policy in ("expert", "random"):
-        assert main(["run", "--policy", policy, "--tasks", "PickCube-v1", "--episodes", "6", "--num-envs", "3",
-                     "--output", str(output), "--run-id", policy]) == 0
+    common = ["--tasks", "PickCube-v1", "--episodes", "6", "--num-envs", "3", "--output", str(output)]
+    assert main(["run", "--policy", "expert", *common, "--run-id", "expert"]) == 0
+    assert main(["run", "--policy", "random", *common, "--run-id", "random", "--baseline", str(output / "expert"),
+                 "--fail-on-regression"]) == 1
     return output / "expert", output / "random"
 
 
@@ -219,6 +221,8 @@ def test_expert_vs_random(bench, expert_and_random, tmp_path):
     assert "worse" in (tmp_path / "c.md").read_text()
     code, text = bench("compare", str(random), str(expert))
     assert code == 0, text
+    gate = (random / "baseline-comparison.md").read_text()  # what the gate printed, kept with the run
+    assert "worse" in gate and "0.03125" in gate and str(expert) in gate
     assert "better" in text and "0/6" in text
 
 
