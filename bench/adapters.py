@@ -11,33 +11,50 @@ import numpy as np
 class ActionChunker:
     """Per-slot queues of actions: a slot executes `replan_steps` actions of each chunk, then asks again.
 
-    Queues are per slot, so a slot that starts a new episode never disturbs the others.
+    Queues are per slot, so a slot that starts a new episode never disturbs the others. A slot whose chunk was
+    unusable (or whose episode ended in an error) is dropped: it asks for nothing more and holds still (zero
+    action) until its next episode, while the rest of the wave goes on.
     """
 
-    def __init__(self, num_slots: int, replan_steps: int):
+    def __init__(self, num_slots: int, replan_steps: int, action_dim: int):
         self.replan_steps = replan_steps
+        self.action_dim = action_dim
         self._queues = [deque() for _ in range(num_slots)]
+        self._dropped: set[int] = set()
 
     def reset(self, slot: int) -> None:
         self._queues[slot].clear()
+        self._dropped.discard(slot)
+
+    def drop(self, slot: int) -> None:
+        self._queues[slot].clear()
+        self._dropped.add(slot)
 
     def slots_needing_chunk(self, active: int) -> np.ndarray:
-        return np.array([s for s in range(active) if not self._queues[s]], dtype=np.int64)
+        return np.array([s for s in range(active) if not self._queues[s] and s not in self._dropped], dtype=np.int64)
 
-    def push(self, slots: np.ndarray, chunks: np.ndarray, action_dim: int, policy: str) -> None:
+    def push(self, slots: np.ndarray, chunks: np.ndarray, policy: str) -> dict[int, str]:
+        """Queues each slot's chunk; returns {slot: why} for the slots whose chunk is unusable (the wrong shape,
+        NaN or inf: an error, never silently clipped), which are dropped."""
         chunks = np.asarray(chunks)
-        if chunks.ndim != 3 or chunks.shape[0] != len(slots) or chunks.shape[2] != action_dim:
-            raise ValueError(
-                f"policy '{policy}' returned actions of shape {chunks.shape}; expected "
-                f"[{len(slots)}, horizon, {action_dim}] for this task's controller"
-            )
-        if not np.isfinite(chunks).all():
-            raise ValueError(f"policy '{policy}' returned NaN or infinite actions")
-        for slot, chunk in zip(slots, chunks):
-            self._queues[slot].extend(chunk[: self.replan_steps])
+        expected = (len(slots), self.action_dim)
+        if chunks.ndim != 3 or (chunks.shape[0], chunks.shape[2]) != expected or chunks.shape[1] == 0:
+            why = (f"policy '{policy}' returned actions of shape {chunks.shape}; expected "
+                   f"[{len(slots)}, horizon, {self.action_dim}] for this task's controller")
+            bad = {int(s): why for s in slots}
+        else:
+            bad = {int(s): f"policy '{policy}' returned NaN or infinite actions"
+                   for s, chunk in zip(slots, chunks) if not np.isfinite(chunk).all()}
+            for slot, chunk in zip(slots, chunks):
+                if int(slot) not in bad:
+                    self._queues[slot].extend(chunk[: self.replan_steps])
+        for slot in bad:
+            self.drop(slot)
+        return bad
 
     def pop(self, active: int) -> np.ndarray:
-        return np.stack([self._queues[s].popleft() for s in range(active)])
+        return np.stack([self._queues[s].popleft() if s not in self._dropped else np.zeros(self.action_dim)
+                         for s in range(active)])
 
 
 # --- ManiSkill observations -> Pi0/Pi0.5 model inputs ----------------------------------------------------

@@ -32,7 +32,7 @@ from scipy.stats import binomtest, norm
 
 from bench.errors import BenchError
 from bench.report import CONFIDENCE, format_rate, print_table, to_markdown, wilson_interval
-from bench.results import MANIFEST, find_runs, read_episodes, read_manifest
+from bench.results import MANIFEST, find_runs, ok_mask, read_episodes, read_manifest
 
 ALPHA = 1 - CONFIDENCE
 POWER = 0.8
@@ -129,22 +129,12 @@ def verdict(difference: float, significant: bool, margin: float) -> str:
     return SAME
 
 
-def _ok(episodes: pd.DataFrame) -> pd.Series:
-    """Episodes that ended normally; records with a `status` other than ok, or an `error`, are left out."""
-    ok = pd.Series(True, index=episodes.index)
-    if "status" in episodes:
-        ok &= episodes["status"].fillna("ok").eq("ok")
-    if "error" in episodes:
-        ok &= episodes["error"].isna()
-    return ok
-
-
 def pair_episodes(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """Pairs by (task, episode) over the common indices; refuses pairs that did not start from the same seed.
 
     Returns the paired ok episodes (success_a, success_b) and, per task, how many pairs were left out.
     """
-    pairs = a.assign(ok=_ok(a)).merge(b.assign(ok=_ok(b)), on=["task", "episode"], suffixes=("_a", "_b"))
+    pairs = a.assign(ok=ok_mask(a)).merge(b.assign(ok=ok_mask(b)), on=["task", "episode"], suffixes=("_a", "_b"))
     differ = pairs[pairs["seed_a"] != pairs["seed_b"]]
     if len(differ):
         first = differ.iloc[0]

@@ -15,7 +15,7 @@ import sys
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ class StepOutput:
     obs: Obs
     reward: np.ndarray  # [k] float
     success: np.ndarray  # [k] bool
+    failed: dict[int, str] = field(default_factory=dict)  # slot -> why its env is gone (its rows are zeros)
 
 
 def make_maniskill_env(spec: TaskSpec, num_envs: int, sim_backend: str, obs_mode: str = OBS_MODE):
@@ -101,6 +102,7 @@ class BatchedEnvs(ABC):
 
     backend: str
     num_envs: int
+    restarts: int = 0  # env workers replaced after dying
 
     @abstractmethod
     def start_task(self, spec: TaskSpec) -> ActionBounds:
@@ -167,7 +169,8 @@ class CpuWorkerEnvs(BatchedEnvs):
 
     gymnasium's AsyncVectorEnv does not fit: it is rebuilt per task (paying worker imports again), always
     steps every env (a short last wave would waste work) and has no per-slot restart. The protocol here is
-    five commands over a pipe.
+    five commands over a pipe. A worker that dies mid-episode (crash, OOM kill) ends only its own slot's
+    episode: `step` reports the slot in `failed` and leaves it out until the next `reset` starts a new worker.
     """
 
     backend = "cpu"
@@ -175,45 +178,94 @@ class CpuWorkerEnvs(BatchedEnvs):
     def __init__(self, num_envs: int):
         self.num_envs = num_envs
         self._active = 0
-        context = mp.get_context("spawn")
-        self._workers = []
-        for _ in range(num_envs):
-            parent, child = context.Pipe()
-            process = context.Process(target=_worker_main, args=(child,), daemon=True)
-            process.start()
-            child.close()
-            self._workers.append((process, parent))
+        self._spec: TaskSpec | None = None
+        self._dead: dict[int, str] = {}
+        self._context = mp.get_context("spawn")
+        self._workers = [self._spawn() for _ in range(num_envs)]
+        self.restarts = 0
 
-    def _call(self, slots: range, command: str, args: Sequence) -> list:
+    def _spawn(self):
+        parent, child = self._context.Pipe()
+        process = self._context.Process(target=_worker_main, args=(child,), daemon=True)
+        process.start()
+        child.close()
+        return process, parent
+
+    def _call(self, slots: Sequence[int], command: str, args: Sequence) -> dict[int, object]:
+        """Sends `command` to each slot's worker and gathers the replies. A worker that died is recorded in
+        `_dead` and has no reply; errors raised inside a worker are raised here, after every reply is in."""
         for slot, arg in zip(slots, args):
-            self._workers[slot][1].send((command, arg))
-        replies = []
+            try:
+                self._workers[slot][1].send((command, arg))
+            except (BrokenPipeError, OSError):
+                self._dead[slot] = f"CPU env worker {slot} died before '{command}'"
+        replies, failure = {}, None
         for slot in slots:
+            if slot in self._dead:
+                continue
             process, conn = self._workers[slot]
             try:
                 status, payload = conn.recv()
-            except EOFError:
-                raise RuntimeError(f"CPU env worker {slot} (pid {process.pid}) died during '{command}'") from None
+            except (EOFError, OSError):
+                self._dead[slot] = f"CPU env worker {slot} (pid {process.pid}) died during '{command}'"
+                continue
             if status == "bench_error":
-                raise BenchError(payload)
-            if status == "error":
-                raise _as_bench_error(payload) or RuntimeError(f"CPU env worker {slot} failed: {payload}")
-            replies.append(payload)
+                failure = failure or BenchError(payload)
+            elif status == "error":
+                failure = failure or _as_bench_error(payload) or RuntimeError(f"CPU env worker {slot} failed: {payload}")
+            replies[slot] = payload
+        if failure is not None:
+            raise failure
         return replies
 
+    def _restart_dead(self) -> None:
+        for slot in sorted(self._dead):
+            process, conn = self._workers[slot]
+            conn.close()
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+            self._workers[slot] = self._spawn()
+            del self._dead[slot]
+            self.restarts += 1
+            if self._spec is not None:
+                self._call([slot], "start", [self._spec])
+
+    def _all(self, slots: Sequence[int], command: str, args: Sequence) -> list:
+        """A command every slot must complete (start, reset): a worker that dies is restarted and asked once
+        more; dying twice in a row is a broken setup, not bad luck, and ends the run."""
+        replies = self._call(slots, command, args)
+        if self._dead:
+            retry = sorted(self._dead)
+            reasons = dict(self._dead)
+            self._restart_dead()
+            replies.update(self._call(retry, command, [args[list(slots).index(s)] for s in retry]))
+            if self._dead:
+                raise RuntimeError(f"{reasons[min(reasons)]}, and again after a restart")
+        return [replies[s] for s in slots]
+
     def start_task(self, spec: TaskSpec) -> ActionBounds:
-        return self._call(range(self.num_envs), "start", [spec] * self.num_envs)[0]
+        self._spec = spec
+        self._restart_dead()
+        return self._all(range(self.num_envs), "start", [spec] * self.num_envs)[0]
 
     def reset(self, seeds: Sequence[int]) -> Obs:
         if not 0 < len(seeds) <= self.num_envs:
             raise ValueError(f"reset needs 1..{self.num_envs} seeds, got {len(seeds)}")
+        self._restart_dead()
         self._active = len(seeds)
-        return stack_obs(self._call(range(self._active), "reset", [int(s) for s in seeds]))
+        return stack_obs(self._all(range(self._active), "reset", [int(s) for s in seeds]))
 
     def step(self, actions: np.ndarray) -> StepOutput:
-        replies = self._call(range(self._active), "step", list(actions.astype(np.float32)))
-        obs, rewards, successes = zip(*replies)
-        return StepOutput(stack_obs(obs), np.array(rewards, np.float32), np.array(successes, bool))
+        live = [s for s in range(self._active) if s not in self._dead]
+        replies = self._call(live, "step", [actions[s].astype(np.float32) for s in live])
+        if not replies:
+            raise RuntimeError("every CPU env worker of the wave died: " + "; ".join(self._dead.values()))
+        template = next(iter(replies.values()))[0]
+        blank = ({k: np.zeros_like(v) for k, v in template.items()}, 0.0, False)
+        obs, rewards, successes = zip(*(replies.get(s, blank) for s in range(self._active)))
+        failed = {s: why for s, why in self._dead.items() if s < self._active}
+        return StepOutput(stack_obs(obs), np.array(rewards, np.float32), np.array(successes, bool), failed)
 
     def close(self) -> None:
         for process, conn in self._workers:

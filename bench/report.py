@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from scipy.stats import binomtest
 
-from bench.results import find_runs, read_episodes, read_manifest
+from bench.results import find_runs, ok_mask, read_episodes, read_manifest
 
 CONFIDENCE = 0.95
 
@@ -23,9 +23,12 @@ def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> t
 
 
 def task_table(episodes: pd.DataFrame) -> pd.DataFrame:
-    """One row per task: success rates with 95% Wilson intervals, steps to first success, return."""
+    """One row per task: success rates with 95% Wilson intervals over the episodes that ended normally, errors
+    apart, steps to first success, return."""
     rows = []
-    for task, group in episodes.groupby("task", sort=False):
+    ok = ok_mask(episodes)
+    for task, all_of_task in episodes.groupby("task", sort=False):
+        group = all_of_task[ok[all_of_task.index]]
         n = len(group)
         once = int(group["success_once"].sum())
         low, high = wilson_interval(once, n)
@@ -33,16 +36,17 @@ def task_table(episodes: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "task": task,
             "episodes": n,
-            "success_once": once / n,
+            "errors": len(all_of_task) - n,
+            "success_once": once / n if n else float("nan"),
             "ci_low": low,
             "ci_high": high,
-            "success_at_end": float(group["success_at_end"].mean()),
+            "success_at_end": float(group["success_at_end"].mean()) if n else float("nan"),
             "mean_steps_to_success": float(successful.mean()) if len(successful) else float("nan"),
             "mean_return": float(group["return"].mean()),
         })
     table = pd.DataFrame(rows)
     if len(table) > 1:
-        mean = {"task": "mean", "episodes": int(table["episodes"].sum())}
+        mean = {"task": "mean", "episodes": int(table["episodes"].sum()), "errors": int(table["errors"].sum())}
         mean.update({c: float(table[c].mean()) for c in ("success_once", "success_at_end", "mean_return")})
         table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
     return table
@@ -59,6 +63,7 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "task": table["task"],
         "episodes": table["episodes"].astype(int),
+        "errors": table["errors"].astype(int),
         "success_once (95% CI)": [format_rate(r.success_once, r.ci_low, r.ci_high) for r in table.itertuples()],
         "success_at_end": [format_rate(v) for v in table["success_at_end"]],
         "steps to success": ["-" if pd.isna(v) else f"{v:.1f}" for v in table["mean_steps_to_success"]],
@@ -97,6 +102,7 @@ def write_task_leaderboard(run_dir: Path, episodes: pd.DataFrame, title: str,
 
 def spread_table(runs: list[pd.DataFrame]) -> pd.DataFrame:
     """Per task, success_once of each repeated run and their spread (sample std, min, max): the noise floor."""
+    runs = [episodes[ok_mask(episodes)] for episodes in runs]
     rates = pd.DataFrame({i: episodes.groupby("task", sort=False)["success_once"].mean()
                           for i, episodes in enumerate(runs)})
     return pd.DataFrame({
@@ -134,17 +140,16 @@ def leaderboard(root: Path) -> pd.DataFrame:
                 latest[key] = (started, group)
     rows = []
     for (policy, task), (_, group) in sorted(latest.items()):
-        n, once = len(group), int(group["success_once"].sum())
-        low, high = wilson_interval(once, n)
-        rows.append({"policy": policy, "task": task, "episodes": n, "success_once": once / n,
-                     "ci_low": low, "ci_high": high, "success_at_end": float(group["success_at_end"].mean())})
+        row = task_table(group).iloc[0]
+        rows.append({"policy": policy, "task": task, **{c: row[c] for c in (
+            "episodes", "errors", "success_once", "ci_low", "ci_high", "success_at_end")}})
     return pd.DataFrame(rows)
 
 
 def leaderboard_display(board: pd.DataFrame) -> pd.DataFrame:
     """Wide form: one row per policy, one column per task, plus the mean over its tasks."""
     cells = board.assign(cell=[format_rate(r.success_once, r.ci_low, r.ci_high) + f" n={r.episodes}"
-                               for r in board.itertuples()])
+                               + (f" errors={r.errors}" if r.errors else "") for r in board.itertuples()])
     wide = cells.pivot(index="policy", columns="task", values="cell").fillna("-")
     wide["mean"] = board.groupby("policy")["success_once"].mean().map(format_rate)
     return wide.reset_index()

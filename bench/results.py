@@ -3,12 +3,14 @@
 results/<run-id>/
   manifest.json      what produced the run (config, task specs, policy, versions, host) and its status
   episodes.jsonl     one JSON record per finished episode, flushed and fsynced before it is reported
+  .lock              held (flock) by the process writing the run, so two never write one run folder
   episodes.parquet   the same records as a table, written when the run ends
   leaderboard.md/csv the per-task table
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -54,18 +56,32 @@ def ensure_writable(root: Path) -> None:
 
 
 class RunWriter:
-    """Owns one run folder; every finished episode is on disk before `append` returns."""
+    """Owns one run folder; every finished episode is on disk before `append` returns.
 
-    def __init__(self, run_dir: Path, manifest: dict):
+    `resume=True` reopens a run folder that an interrupted or killed run left: a torn last record is cut off,
+    the finished records are kept and new ones are appended after them.
+    """
+
+    def __init__(self, run_dir: Path, manifest: dict, resume: bool = False):
         try:
-            run_dir.mkdir(parents=True, exist_ok=False)
+            run_dir.mkdir(parents=True, exist_ok=resume)
         except FileExistsError:
             raise BenchError(f"{run_dir} already exists: choose another --run-id") from None
         self.run_dir = run_dir
-        self.manifest = {**manifest, "status": "running"}
+        self._lock = (run_dir / ".lock").open("a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise BenchError(f"{run_dir} is being written by another bench process; wait for it to end") from None
+        self.records: list[dict] = []
+        if resume:
+            _cut_torn_tail(run_dir / EPISODES)
+            self.records = read_episodes(run_dir).to_dict("records")
+        resumed = [*manifest.get("resumed", []), datetime.now(timezone.utc).isoformat()] if resume else []
+        self.manifest = {**manifest, "status": "running", **({"resumed": resumed} if resume else {})}
         write_json_atomic(run_dir / MANIFEST, self.manifest)
         self._episodes = (run_dir / EPISODES).open("a")
-        self.records: list[dict] = []
 
     def append(self, record: dict) -> None:
         self._episodes.write(json.dumps(record, default=str) + "\n")
@@ -79,7 +95,21 @@ class RunWriter:
         table.to_parquet(self.run_dir / EPISODES_PARQUET, index=False)
         self.manifest.update(status=status, finished=datetime.now(timezone.utc).isoformat(), **extra)
         write_json_atomic(self.run_dir / MANIFEST, self.manifest)
+        self._lock.close()
         return table
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Drops a last line without its newline (the record being written when the process was killed)."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep < len(data):
+        with path.open("r+b") as f:
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def read_episodes(run_dir: Path) -> pd.DataFrame:
@@ -93,6 +123,14 @@ def read_episodes(run_dir: Path) -> pd.DataFrame:
             except json.JSONDecodeError:
                 continue
     return pd.DataFrame.from_records(records)
+
+
+def ok_mask(episodes: pd.DataFrame) -> pd.Series:
+    """Episodes that ended normally. `error` records (policy exception, invalid actions, an env lost twice) are
+    neither successes nor failures: tables leave them out of the rates and count them apart."""
+    if "status" not in episodes:  # runs written before errors were recorded
+        return pd.Series(True, index=episodes.index)
+    return episodes["status"].fillna("ok").eq("ok")
 
 
 def read_manifest(run_dir: Path) -> dict:

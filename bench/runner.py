@@ -7,11 +7,12 @@ evaluation recipe ManiSkill documents (no partial resets, success counted at any
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,12 +25,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench import __version__
 from bench.adapters import ActionChunker
-from bench.envs import BatchedEnvs, default_num_envs, open_envs
+from bench.envs import BatchedEnvs, Obs, default_num_envs, open_envs
 from bench.errors import BenchError, unknown_name
 from bench.policies import (DEFAULT_PRESETS_DIR, EpisodeContext, Policy, PolicyPreset, build_policy,
                              resolve_preset)
 from bench.report import print_table, spread_display, spread_table, to_markdown, write_task_leaderboard
-from bench.results import RunWriter, ensure_writable, new_run_id
+from bench.results import MANIFEST, RunWriter, ensure_writable, new_run_id, read_episodes, read_manifest
 from bench.tasks import DEFAULT_TASKS_DIR, Episode, TaskSpec, TaskSuite, episodes_for, load_suite
 
 RECORDED_PACKAGES = ("bench", "mani_skill", "sapien", "gymnasium", "torch", "numpy",
@@ -67,6 +68,11 @@ class RunConfig:
     """With --baseline: exit 1 when this run is significantly worse than the baseline (a CI gate)."""
     margin: float = 0.0
     """With --baseline: smallest drop in success rate that counts as a regression (0.05 = 5 points)."""
+    max_error_share: float = 0.1
+    """Share of the run's episodes that may end in error (policy exception, NaN actions, dead env worker) before
+    the run aborts."""
+    resume: Path | None = None
+    """A run folder left by an interrupted or killed run: run only its missing episodes, with its recorded settings."""
     repeat: int = 1
     """Run the evaluation this many times with run seeds seed, seed+1, ... (run ids <run-id>-r0, -r1, ...) and
     report the spread of success rates: the noise floor of a result with this many episodes."""
@@ -103,6 +109,8 @@ class RunConfig:
                 raise BenchError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if self.seed < 0:
             raise BenchError(f"--seed must be >= 0, got {self.seed}")
+        if not 0 <= self.max_error_share <= 1:
+            raise BenchError(f"--max-error-share must be between 0 and 1, got {self.max_error_share}")
 
 
 @dataclass
@@ -203,9 +211,41 @@ class _Live:
         self.progress.update(bar, completed=done, success=f"{successes}/{done}" if done else "-", rate=steps_per_s)
 
 
+@dataclass
+class WaveResult:
+    records: list[dict]  # finished episodes, ok or error
+    lost: list[Episode]  # episodes whose env worker died: to run again once
+
+
+def _why(policy: Policy, error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"policy '{policy.name}' raised {type(error).__name__}: {text[0][:300] if text else ''}"
+
+
+def request_chunks(policy: Policy, chunker: ActionChunker, obs: Obs, slots: np.ndarray) -> dict[int, str]:
+    """One batched `act` for `slots`; if the policy raises, it is asked again one slot at a time, so only the
+    slots it fails on end in error. Returns {slot: why} for the slots dropped."""
+    try:
+        chunks = policy.act({key: value[slots] for key, value in obs.items()}, slots)
+    except Exception as e:  # a policy bug or a lost server must not take the other episodes down
+        if len(slots) == 1:
+            chunker.drop(int(slots[0]))
+            return {int(slots[0]): _why(policy, e)}
+        failed = {}
+        for slot in slots:
+            failed.update(request_chunks(policy, chunker, obs, np.array([slot])))
+        return failed
+    return chunker.push(slots, chunks, policy.name)
+
+
 def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: TaskSpec, wave: list[Episode],
-             bounds: tuple[np.ndarray, np.ndarray], on_step=None) -> list[dict]:
-    """Runs up to N pinned episodes in lockstep for the task's full step budget; returns their records."""
+             bounds: tuple[np.ndarray, np.ndarray], retried: set[int], on_step=None) -> WaveResult:
+    """Runs up to N pinned episodes in lockstep for the task's full step budget.
+
+    An episode whose policy call fails ends as an `error` record (with the reason) while the others go on; one
+    whose env worker dies is handed back in `lost` to be run again, unless it already was (`retried`), then it
+    is an `error` too.
+    """
     started = time.perf_counter()
     k = len(wave)
     obs = envs.reset([e.seed for e in wave])
@@ -215,20 +255,22 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
     success_once = np.zeros(k, bool)
     first_success = np.full(k, -1)
     returns = np.zeros(k)
+    errors: dict[int, str] = {}
+    died: dict[int, str] = {}
     policy_time = sim_time = 0.0
     for step in range(task.max_steps):
         need = chunker.slots_needing_chunk(k)
         if len(need):
             t0 = time.perf_counter()
-            chunks = policy.act({key: value[need] for key, value in obs.items()}, need)
+            errors.update(request_chunks(policy, chunker, obs, need))
             policy_time += time.perf_counter() - t0
-            try:
-                chunker.push(need, chunks, action_dim=len(bounds[0]), policy=policy.name)
-            except ValueError as e:
-                raise BenchError(str(e)) from None
         t0 = time.perf_counter()
         out = envs.step(chunker.pop(k))
         sim_time += time.perf_counter() - t0
+        for slot, why in out.failed.items():
+            if slot not in died:
+                died[slot] = why
+                chunker.drop(slot)
         returns += out.reward
         first_success[out.success & ~success_once] = step + 1
         success_once |= out.success
@@ -236,18 +278,57 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
         if on_step:
             on_step(k)
     wall = time.perf_counter() - started
-    return [
-        {"task": task.id, "episode": e.index, "seed": e.seed, "success_once": bool(success_once[i]),
-         "success_at_end": bool(out.success[i]), "first_success_step": int(first_success[i]),
+    lost = [e for slot, e in enumerate(wave) if slot in died and e.index not in retried]
+    for slot, why in died.items():
+        errors.setdefault(slot, f"{why}; the episode was already a retry" if wave[slot].index in retried else why)
+    records = [
+        {"task": task.id, "episode": e.index, "seed": e.seed, "status": "error" if i in errors else "ok",
+         "error": errors.get(i), "success_once": bool(success_once[i]) and i not in errors,
+         "success_at_end": bool(out.success[i]) and i not in errors, "first_success_step": int(first_success[i]),
          "steps": task.max_steps, "return": float(returns[i]), "wall_time_s": wall, "sim_time_s": sim_time,
-         "policy_time_s": policy_time, "wave_size": k}
-        for i, e in enumerate(wave)
+         "policy_time_s": policy_time, "wave_size": k, "retry": e.index in retried}
+        for i, e in enumerate(wave) if e not in lost
     ]
+    return WaveResult(records, lost)
+
+
+class RunAborted(BenchError):
+    """The run stopped itself (too many episode errors); what finished is saved."""
+
+    exit_code = 1
+
+
+def resumed_config(config: RunConfig) -> tuple[RunConfig, dict]:
+    """`--resume RUN`: the settings the run's manifest recorded (only --num-envs may change), and that manifest."""
+    run_dir = config.resume
+    if not (run_dir / MANIFEST).is_file():
+        raise BenchError(f"cannot resume {run_dir}: no {MANIFEST} there; pass a run folder written by `bench run`")
+    if replace(config, resume=None, num_envs=1) != RunConfig(num_envs=1):
+        raise BenchError("--resume takes every setting from the run's manifest: drop the other options "
+                         "(--num-envs may change)")
+    manifest = read_manifest(run_dir)
+    recorded = manifest["config"]
+    known = {f.name for f in fields(RunConfig)} - {"num_envs", "resume", "baseline", "fail_on_regression", "repeat"}
+    values = {k: v for k, v in recorded.items() if k in known}
+    values.update(output=run_dir.parent, run_id=run_dir.name, tasks_dir=Path(recorded["tasks_dir"]),
+                  presets_dir=Path(recorded["presets_dir"]), num_envs=config.num_envs, resume=run_dir)
+    return RunConfig(**values), manifest
+
+
+def _json(data: dict) -> dict:
+    return json.loads(json.dumps(data, default=str))
 
 
 def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
-    """Validates everything it can before the first episode, then evaluates and writes the run folder."""
+    """Validates everything it can before the first episode, then evaluates and writes the run folder.
+
+    With `resume`, only the episodes the run folder lacks are run, after checking that the evaluation
+    contract (settings, task specs, policy and checkpoint fingerprints, versions) is still the recorded one.
+    """
     console = console or Console()
+    previous = None
+    if config.resume is not None:
+        config, previous = resumed_config(config)
     config.validate()
     suite = load_suite(config.tasks_dir)
     config = config.resolve(suite)
@@ -262,11 +343,20 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
         policy.check_task(task)
     run_id = config.run_id or new_run_id(preset.name)
     run_dir = config.output / run_id
-    if run_dir.exists():
-        raise BenchError(f"{run_dir} already exists: choose another --run-id")
+    if previous is None and run_dir.exists():
+        raise BenchError(f"{run_dir} already exists: choose another --run-id, or --resume {run_dir}")
+    finished = set()
+    if previous is not None:
+        finished = {(r.task, int(r.episode)) for r in read_episodes(run_dir).itertuples()}
+    pending = {t.id: [e for e in episodes_for(t.id, config.seed, config.episodes) if (t.id, e.index) not in finished]
+               for t in tasks}
+    total = len(tasks) * config.episodes
+    allowed_errors = int(config.max_error_share * total)
 
     envs, backend_reason = open_envs(config.sim_backend, num_envs)
-    console.print(f"[bold]bench[/] {run_id}: policy {preset.name}, {len(tasks)} task(s) x {config.episodes} "
+    todo = sum(map(len, pending.values()))
+    verb = f"resuming ({total - todo} of {total} episodes already finished)" if previous else "running"
+    console.print(f"[bold]bench[/] {run_id}: {verb}, policy {preset.name}, {len(tasks)} task(s) x {config.episodes} "
                   f"episodes; environments: {backend_reason}")
     writer = None
     status = "failed"
@@ -275,13 +365,22 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
     try:
         with envs, live.progress:
             for task in tasks:
+                if not pending[task.id] and writer is not None:
+                    continue
                 bounds = envs.start_task(task)
                 if writer is None:  # the first task started: the configuration works, so open the run folder
-                    writer = RunWriter(run_dir, _manifest(config, run_id, suite, tasks, preset, policy, envs.backend,
-                                                          backend_reason, num_envs))
-                chunker = ActionChunker(num_envs, config.replan_steps)
-                episodes = episodes_for(task.id, config.seed, config.episodes)
-                done = successes = steps = 0
+                    manifest = _manifest(config, run_id, suite, tasks, preset, policy, envs.backend,
+                                         backend_reason, num_envs)
+                    if previous is not None:
+                        _check_same_contract(previous, manifest, run_dir)
+                        manifest = {**previous, "config": {**previous["config"], "num_envs_used": num_envs}}
+                    writer = RunWriter(run_dir, manifest, resume=previous is not None)
+                chunker = ActionChunker(num_envs, config.replan_steps, len(bounds[0]))
+                queue = list(pending[task.id])
+                retried: set[int] = set()
+                done = sum(1 for r in writer.records if r["task"] == task.id)
+                successes = sum(1 for r in writer.records if r["task"] == task.id and r["success_once"])
+                steps = 0
                 task_start = time.perf_counter()
 
                 def count_steps(k, task_id=task.id):
@@ -289,25 +388,48 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
                     steps += k
                     live.update(task_id, done, successes, steps / (time.perf_counter() - task_start))
 
-                for first in range(0, len(episodes), num_envs):
-                    for record in run_wave(envs, policy, chunker, task, episodes[first:first + num_envs], bounds,
-                                           on_step=count_steps):
+                while queue:
+                    wave, queue = queue[:num_envs], queue[num_envs:]
+                    result = run_wave(envs, policy, chunker, task, wave, bounds, retried, on_step=count_steps)
+                    for record in result.records:
                         writer.append({"run_id": run_id, "policy": preset.name, **record})
                         done += 1
                         successes += record["success_once"]
+                    for episode in result.lost:  # its env worker died: once more, in a later wave
+                        retried.add(episode.index)
+                        queue.append(episode)
                     live.update(task.id, done, successes, steps / (time.perf_counter() - task_start))
+                    errors = [r for r in writer.records if r.get("status") == "error"]
+                    if len(errors) > allowed_errors:
+                        raise RunAborted(
+                            f"{len(errors)} of {total} episodes ended in error, more than --max-error-share "
+                            f"{config.max_error_share:g} allows; first: {errors[0]['task']} episode "
+                            f"{errors[0]['episode']}: {errors[0]['error']}")
         status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
+    except RunAborted:
+        status = "aborted"
+        raise
     finally:
         if writer is not None:
-            episodes_table = writer.finish(status)
+            episodes_table = writer.finish(status, env_restarts=envs.restarts)
             if not episodes_table.empty:
                 title = f"{preset.name} - {run_id} ({status})"
                 table = write_task_leaderboard(run_dir, episodes_table, title, console)
             console.print(f"results: {run_dir}")
     return RunOutcome(run_dir, status, episodes_table, table)
+
+
+def _check_same_contract(previous: dict, manifest: dict, run_dir: Path) -> None:
+    """A resumed run must evaluate exactly as it started; otherwise its halves would not form one result."""
+    old, new = _flat(previous.get("contract", {})), _flat(_json(manifest["contract"]))
+    differences = [f"{key}: {json.dumps(old.get(key))} != {json.dumps(new.get(key))}"
+                   for key in {**old, **new} if old.get(key) != new.get(key)]
+    if differences:
+        raise BenchError(f"cannot resume {run_dir}: it was started with other settings, task specs, policy or "
+                         "package versions:\n  " + "\n  ".join(differences))
 
 
 def run_repeats(config: RunConfig, console: Console | None = None) -> list[RunOutcome]:

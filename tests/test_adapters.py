@@ -65,14 +65,26 @@ def test_quantile_normalization_needs_quantiles():
 
 
 def test_action_chunker_queues_are_per_slot():
-    chunker = ActionChunker(num_slots=2, replan_steps=3)
+    chunker = ActionChunker(num_slots=2, replan_steps=3, action_dim=2)
     chunks = np.arange(2 * 5 * 2, dtype=float).reshape(2, 5, 2)
-    chunker.push(np.array([0, 1]), chunks, action_dim=2, policy="p")
+    assert chunker.push(np.array([0, 1]), chunks, policy="p") == {}
     first = chunker.pop(2)
     np.testing.assert_array_equal(first, chunks[:, 0])
     chunker.reset(1)  # slot 1 starts a new episode: slot 0 keeps its queue
     np.testing.assert_array_equal(chunker.slots_needing_chunk(2), [1])
-    with pytest.raises(ValueError, match="NaN or infinite"):
-        chunker.push(np.array([1]), np.full((1, 5, 2), np.nan), action_dim=2, policy="p")
-    with pytest.raises(ValueError, match=r"expected \[1, horizon, 2\]"):
-        chunker.push(np.array([1]), np.zeros((1, 5, 3)), action_dim=2, policy="p")
+
+
+def test_action_chunker_drops_only_the_slots_with_invalid_chunks():
+    chunker = ActionChunker(num_slots=3, replan_steps=2, action_dim=2)
+    chunks = np.ones((3, 4, 2))
+    chunks[1, 3, 0] = np.nan  # past replan_steps still counts: the chunk is broken
+    chunks[2, 0, 1] = np.inf
+    bad = chunker.push(np.array([0, 1, 2]), chunks, policy="p")
+    assert bad == {1: "policy 'p' returned NaN or infinite actions", 2: "policy 'p' returned NaN or infinite actions"}
+    np.testing.assert_array_equal(chunker.pop(3), [[1, 1], [0, 0], [0, 0]])  # dropped slots hold still
+    chunker.pop(3)
+    np.testing.assert_array_equal(chunker.slots_needing_chunk(3), [0])  # dropped slots ask for nothing more
+    chunker.reset(2)  # a new episode in slot 2 takes chunks again
+    np.testing.assert_array_equal(chunker.slots_needing_chunk(3), [0, 2])
+    bad = chunker.push(np.array([0, 2]), np.zeros((2, 4, 3)), policy="p")
+    assert set(bad) == {0, 2} and "expected [2, horizon, 2]" in bad[0]

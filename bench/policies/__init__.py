@@ -11,7 +11,7 @@ import json
 import tomllib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +74,7 @@ class PolicyPreset:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def plugins() -> dict[str, object]:
+def plugins() -> dict[str, EntryPoint]:
     """Installed policy plugins by name (entry points, loaded lazily)."""
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
@@ -109,11 +109,22 @@ def resolve_preset(name: str, directory: Path = DEFAULT_PRESETS_DIR) -> PolicyPr
     raise unknown_name("policy", name, {*known_presets, *plugins()}, hint=" (see `bench policies`)")
 
 
-def build_policy(preset: PolicyPreset, num_slots: int, seed: int) -> Policy:
+def _plugin(preset: PolicyPreset) -> EntryPoint:
+    """An installed plugin by name, or "package.module:Class" (an entry point's value) for a class that is
+    importable but not installed as a plugin, e.g. while developing it."""
+    if ":" in preset.plugin:
+        return EntryPoint(preset.name, preset.plugin, ENTRY_POINT_GROUP)
     available = plugins()
     if preset.plugin not in available:
         raise unknown_name("policy plugin", preset.plugin, available, hint=f" (named by {preset.source})")
-    cls = available[preset.plugin].load()
+    return available[preset.plugin]
+
+
+def build_policy(preset: PolicyPreset, num_slots: int, seed: int) -> Policy:
+    try:
+        cls = _plugin(preset).load()
+    except (ImportError, AttributeError) as e:
+        raise BenchError(f"cannot load policy plugin {preset.plugin} (named by {preset.source}): {e}") from None
     try:
         return cls(num_slots=num_slots, seed=seed, **preset.params)
     except TypeError as e:

@@ -1,0 +1,51 @@
+"""Policies that fail on purpose, for the fault-injection tests (loaded as `faulty_policies:FaultyRandom`)."""
+
+import numpy as np
+
+from bench.policies import EpisodeContext
+from bench.policies.baselines import RandomPolicy
+
+
+class FaultyRandom(RandomPolicy):
+    """The random baseline, except that it raises whenever a batch holds an episode of `raise_on` and returns NaN
+    actions for the episodes of `nan_on`. Raising happens before any random draw, so the other episodes' actions
+    stay exactly those of the plain random policy."""
+
+    name = "faulty"
+
+    def __init__(self, num_slots: int, seed: int = 0, raise_on: tuple = (), nan_on: tuple = ()):
+        super().__init__(num_slots, seed)
+        self.raise_on, self.nan_on = set(raise_on), set(nan_on)
+        self._episodes = [-1] * num_slots
+
+    def reset(self, slot: int, context: EpisodeContext) -> None:
+        super().reset(slot, context)
+        self._episodes[slot] = context.episode.index
+
+    def act(self, obs, slots):
+        if any(self._episodes[s] in self.raise_on for s in slots):
+            raise RuntimeError("injected failure")
+        actions = super().act(obs, slots)
+        actions[[self._episodes[s] in self.nan_on for s in slots]] = np.nan
+        return actions
+
+
+class WorkerKiller(RandomPolicy):
+    """The random baseline that, on its `kill_at`-th call, SIGKILLs one CPU env worker of this process: a worker
+    dying mid-wave, at a moment the test controls."""
+
+    name = "worker-killer"
+
+    def __init__(self, num_slots: int, seed: int = 0, kill_at: int = 2):
+        super().__init__(num_slots, seed)
+        self.kill_at, self.calls = kill_at, 0
+
+    def act(self, obs, slots):
+        import psutil
+
+        self.calls += 1
+        if self.calls == self.kill_at:
+            workers = [p for p in psutil.Process().children()
+                       if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+            max(workers, key=lambda p: p.create_time()).kill()
+        return super().act(obs, slots)

@@ -1,0 +1,142 @@
+"""Fault injection on real ManiSkill environments (CPU): kills, resume, policy failures, dead env workers.
+
+Every run here is the random policy on PickCube-v1 with a 30-step budget (a copy of tasks/ with a shorter
+PickCube), 4 episodes in 2 env slots: two waves, so a failure in one wave can be told apart from the other.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.results import read_episodes, read_manifest
+from bench.tasks import DEFAULT_TASKS_DIR
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+TIMING = ["wall_time_s", "sim_time_s", "policy_time_s", "wave_size", "retry", "run_id", "policy"]
+
+
+@pytest.fixture(scope="module")
+def short_tasks(tmp_path_factory) -> Path:
+    tasks = tmp_path_factory.mktemp("tasks") / "tasks"
+    shutil.copytree(DEFAULT_TASKS_DIR, tasks)
+    spec = tasks / "PickCube-v1.toml"
+    spec.write_text(spec.read_text().replace("max_steps = 100", "max_steps = 30"))
+    assert "max_steps = 30" in spec.read_text()
+    return tasks
+
+
+def args(short_tasks: Path, output: Path, run_id: str, *extra: str) -> list[str]:
+    return ["run", "--policy", "random", "--tasks", "PickCube-v1", "--episodes", "4", "--num-envs", "2",
+            "--tasks-dir", str(short_tasks), "--output", str(output), "--run-id", run_id, *extra]
+
+
+def comparable(run: Path) -> pd.DataFrame:
+    episodes = read_episodes(run).sort_values("episode").reset_index(drop=True)
+    return episodes.drop(columns=[c for c in TIMING if c in episodes])
+
+
+@pytest.fixture(scope="module")
+def reference(short_tasks, tmp_path_factory) -> Path:
+    """The uninterrupted run every faulty one is held against."""
+    from bench.cli import main
+
+    output = tmp_path_factory.mktemp("reference")
+    assert main(args(short_tasks, output, "ref")) == 0
+    return output / "ref"
+
+
+def start(short_tasks: Path, output: Path, run_id: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bench.cli", *args(short_tasks, output, run_id)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for_records(run: Path, count: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        path = run / "episodes.jsonl"
+        if path.is_file() and path.read_text().count("\n") >= count:
+            return
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.2)
+    raise AssertionError(f"no {count} records in {run} after {timeout} s")
+
+
+def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_results(bench, short_tasks, reference, tmp_path):
+    proc = start(short_tasks, tmp_path, "killed")
+    wait_for_records(tmp_path / "killed", 2, proc)  # the first wave is on disk, the second is running
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its env workers, with no chance to clean up
+    proc.wait()
+    run = tmp_path / "killed"
+    assert read_manifest(run)["status"] == "running"  # readable, and visibly unfinished
+    assert len(read_episodes(run)) == 2
+    with (run / "episodes.jsonl").open("a") as f:
+        f.write('{"task": "PickCube-v1", "episo')  # the record being written when the kill came
+    code, text = bench("run", "--resume", str(run))
+    assert code == 0, text
+    assert "resuming (2 of 4 episodes already finished)" in " ".join(text.split())
+    pd.testing.assert_frame_equal(comparable(run), comparable(reference))
+    manifest = read_manifest(run)
+    assert manifest["status"] == "completed" and len(manifest["resumed"]) == 1
+
+
+def test_resume_refuses_other_settings_and_extra_options(bench, short_tasks, reference, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(reference, run)
+    code, text = bench("run", "--resume", str(run), "--episodes", "8")
+    assert code == 2 and "--resume takes every setting from the run's manifest" in text
+    spec = Path(read_manifest(run)["config"]["tasks_dir"]) / "PickCube-v1.toml"
+    original = spec.read_text()
+    try:
+        spec.write_text(original.replace("max_steps = 30", "max_steps = 31"))
+        code, text = bench("run", "--resume", str(run))
+    finally:
+        spec.write_text(original)
+    text = " ".join(text.split())
+    assert code == 2 and "it was started with other settings" in text and "tasks.PickCube-v1.max_steps: 30 != 31" in text
+
+
+def test_a_killed_env_worker_is_restarted_and_its_episode_retried(bench, short_tasks, reference, tmp_path):
+    preset = tmp_path / "killer.toml"  # random actions, and SIGKILL to a worker in the middle of wave 1
+    preset.write_text('plugin = "faulty_policies:WorkerKiller"\n[params]\nkill_at = 2\n')
+    code, text = bench("run", "--policy", str(preset), *args(short_tasks, tmp_path, "worker")[3:])
+    assert code == 0, text
+    run = tmp_path / "worker"
+    episodes = read_episodes(run).set_index("episode").sort_index()
+    assert (episodes["status"] == "ok").all() and episodes["retry"].sum() == 1  # the episode of the killed slot
+    assert read_manifest(run)["env_restarts"] == 1
+    pd.testing.assert_frame_equal(comparable(run), comparable(reference))  # the retry replayed its episode exactly
+
+
+def test_a_policy_failing_on_some_envs_leaves_the_others_intact(bench, short_tasks, reference, tmp_path):
+    preset = tmp_path / "faulty.toml"
+    preset.write_text('plugin = "faulty_policies:FaultyRandom"\n[params]\nraise_on = [1]\nnan_on = [2]\n')
+    output = tmp_path / "out"
+    code, text = bench("run", "--policy", str(preset), "--tasks", "PickCube-v1", "--episodes", "4", "--num-envs",
+                       "2", "--tasks-dir", str(short_tasks), "--output", str(output), "--run-id", "faulty",
+                       "--max-error-share", "0.5")
+    assert code == 0, text
+    episodes = read_episodes(output / "faulty").set_index("episode").sort_index()
+    assert list(episodes["status"]) == ["ok", "error", "error", "ok"]
+    assert episodes.loc[1, "error"] == "policy 'faulty' raised RuntimeError: injected failure"
+    assert episodes.loc[2, "error"] == "policy 'faulty' returned NaN or infinite actions"
+    assert not episodes.loc[[1, 2], "success_once"].any()
+    ok = comparable(output / "faulty").query("status == 'ok'").drop(columns="error").reset_index(drop=True)
+    expected = comparable(reference).query("episode in (0, 3)").drop(columns="error").reset_index(drop=True)
+    pd.testing.assert_frame_equal(ok, expected)
+    board = (output / "faulty" / "leaderboard.md").read_text()
+    assert "| PickCube-v1 | 2 | 2 |" in board  # 2 episodes counted, 2 errors apart
+
+    code, text = bench("run", "--policy", str(preset), "--tasks", "PickCube-v1", "--episodes", "4", "--num-envs",
+                       "2", "--tasks-dir", str(short_tasks), "--output", str(output), "--run-id", "aborted")
+    assert code == 1
+    assert "1 of 4 episodes ended in error, more than --max-error-share 0.1 allows" in " ".join(text.split())
+    assert read_manifest(output / "aborted")["status"] == "aborted"
+    assert len(read_episodes(output / "aborted")) == 2  # the first wave, kept
