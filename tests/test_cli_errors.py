@@ -90,3 +90,19 @@ def test_policy_that_cannot_run_a_task_is_refused_before_any_episode(bench, tmp_
     assert code == 2
     assert "the expert policy has no script for PlugCharger-v1" in " ".join(text.split())
     assert_nothing_written(tmp_path / "out")
+
+
+def test_an_output_folder_that_holds_another_run_is_refused(bench, tmp_path):
+    run = tmp_path / "out" / "mine"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text("{}")
+    code, text = bench("run", "--policy", "zero", "--tasks", "PickCube-v1", "--output", str(tmp_path / "out"),
+                       "--run-id", "mine")
+    assert code == 2 and "already exists: choose another --run-id, or --resume" in " ".join(text.split())
+    assert [p.name for p in run.iterdir()] == ["manifest.json"] and (run / "manifest.json").read_text() == "{}"
+
+
+def test_resume_of_a_folder_that_is_not_a_run(bench, tmp_path):
+    code, text = bench("run", "--resume", str(tmp_path))
+    assert code == 2 and "cannot resume" in text and "no manifest.json" in text
+    assert list(tmp_path.iterdir()) == []

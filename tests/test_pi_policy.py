@@ -1,6 +1,7 @@
 """Pi0/Pi0.5 policy: tokenizer formats, preflight errors (one line, exit 2, nothing written), `bench run`."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,6 +55,34 @@ def test_pi_preflight_norm_stats(bench, tmp_path, spm_model, norm_stats):
     norm_stats.write_text(json.dumps(stats))
     code, text = bench(*args, "--norm-stats", str(norm_stats))
     assert code == 2 and "with q01/q99 (quantile normalization)" in " ".join(text.split())
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case,message", [
+    ("corrupt_config", "config.json is not valid JSON"),
+    ("no_weights", "model.safetensors"),
+    ("action_dim", "action dimension mismatch: pi0 emits 6-D actions, PickCube-v1's controller pd_ee_delta_pose"),
+])
+def test_bad_checkpoints_and_dimensions_via_bench_run(bench, tmp_path, spm_model, norm_stats, case, message):
+    """Corrupt or incomplete lerobot checkpoints and a preset whose action dims do not fit: exit 2, no output."""
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    preset = tmp_path / "pi0-mine.toml"
+    preset.write_text(Path(__file__).parents[1].joinpath("policies", "pi0.toml").read_text())
+    extra = ["--checkpoint", str(checkpoint)]
+    if case == "corrupt_config":
+        (checkpoint / "config.json").write_text('{"type": "pi0", ')
+        (checkpoint / "model.safetensors").write_bytes(b"")
+    elif case == "no_weights":
+        (checkpoint / "config.json").write_text('{"type": "pi0"}')
+    else:  # a tiny random model, so the checkpoint is fine and only the dimensions are wrong
+        preset.write_text(preset.read_text().replace("action_dim = 7", "action_dim = 6\ntiny = true")
+                          .replace('backend = "auto"', 'backend = "lerobot"'))
+        extra = []
+    code, text = bench("run", "--policy", str(preset), *extra, "--tokenizer", str(spm_model), "--norm-stats",
+                       str(norm_stats), "--tasks", "PickCube-v1", "--output", str(tmp_path / "out"))
+    assert code == 2 and message in " ".join(text.split()), text
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.timeout(900)

@@ -140,3 +140,35 @@ def test_a_policy_failing_on_some_envs_leaves_the_others_intact(bench, short_tas
     assert "1 of 4 episodes ended in error, more than --max-error-share 0.1 allows" in " ".join(text.split())
     assert read_manifest(output / "aborted")["status"] == "aborted"
     assert len(read_episodes(output / "aborted")) == 2  # the first wave, kept
+
+
+def test_concurrent_runs_and_a_reader_never_corrupt_each_other(short_tasks, tmp_path):
+    """Two runs write into one results/ folder while `bench leaderboard` reads it over and over."""
+    from bench.report import leaderboard
+
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--policy", policy, "--tasks", "PickCube-v1",
+                               "--episodes", "2", "--num-envs", "1", "--tasks-dir", str(short_tasks), "--output",
+                               str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for policy in ("random", "zero")]
+    reads = 0
+    while any(p.poll() is None for p in procs):
+        leaderboard(tmp_path)  # partial records, half-written manifests: must never raise
+        reads += 1
+        time.sleep(0.05)
+    assert [p.wait() for p in procs] == [0, 0], [p.stdout.read().decode()[-2000:] for p in procs]
+    assert reads > 10
+    runs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    assert len(runs) == 2 and sorted(read_manifest(r)["policy"]["name"] for r in runs) == ["random", "zero"]
+    assert all(len(read_episodes(r)) == 2 and read_manifest(r)["status"] == "completed" for r in runs)
+    assert set(leaderboard(tmp_path)["policy"]) == {"random", "zero"}
+
+
+def test_a_run_folder_has_one_writer(tmp_path):
+    from bench.errors import BenchError
+    from bench.results import RunWriter
+
+    writer = RunWriter(tmp_path / "run", {"run_id": "run"})
+    with pytest.raises(BenchError, match="being written by another bench process"):
+        RunWriter(tmp_path / "run", {"run_id": "run"}, resume=True)
+    writer.finish("completed")
+    RunWriter(tmp_path / "run", read_manifest(tmp_path / "run"), resume=True).finish("completed")

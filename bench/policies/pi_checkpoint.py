@@ -62,7 +62,10 @@ def lerobot_uses_quantiles(checkpoint: Path | None) -> bool | None:
     config_file = checkpoint / LEROBOT_MARKER if checkpoint else None
     if config_file is None or not config_file.is_file():
         return None
-    mapping = json.loads(config_file.read_text()).get("normalization_mapping") or {}
+    try:
+        mapping = json.loads(config_file.read_text()).get("normalization_mapping") or {}
+    except json.JSONDecodeError as e:
+        raise BenchError(f"{config_file} is not valid JSON ({e}): a damaged checkpoint? copy it again") from None
     modes = {mapping.get(feature) for feature in ("STATE", "ACTION")} - {None}
     if not modes:
         return None
