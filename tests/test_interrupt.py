@@ -30,5 +30,5 @@ def test_signal_keeps_finished_episodes(tmp_path, signum):
     assert len(records) == 2  # the first wave finished; the second was in flight
     assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
     assert "(interrupted)" in output and (run / "leaderboard.md").is_file()
-    assert sorted(os.listdir(run)) == ["episodes.jsonl", "episodes.parquet", "leaderboard.csv", "leaderboard.md",
-                                       "manifest.json"]
+    assert sorted(os.listdir(run)) == [".lock", "episodes.jsonl", "episodes.parquet", "leaderboard.csv",
+                                       "leaderboard.md", "manifest.json"]
