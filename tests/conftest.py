@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 
 from bench.cli import main
 from bench.results import read_episodes, read_manifest
+from bench.tasks import DEFAULT_TASKS_DIR
 
 TIMING_COLUMNS = ["wall_time_s", "sim_time_s", "policy_time_s", "run_id"]
 
@@ -37,6 +39,23 @@ def episodes_without_timing(run: Path) -> pd.DataFrame:
 
 CORPUS = ["Grasp a red cube and move it to a target goal position.", "Push and move a cube to a goal region.",
           "Task: pick up the peg, State: 0 12 128 255;\nAction: "] * 20
+
+
+SHORT_BUDGET = 50  # steps: the scripted expert solves PickCube in about 28
+
+
+@pytest.fixture(scope="session")
+def short_tasks(tmp_path_factory) -> Path:
+    """A copy of tasks/ where PickCube-v1 and PushCube-v1 have a 50-step budget: for tests about the harness
+    (resume, faults, comparisons, adapters), not about the tasks, so they pay for fewer simulated steps."""
+    tasks = tmp_path_factory.mktemp("tasks") / "tasks"
+    shutil.copytree(DEFAULT_TASKS_DIR, tasks)
+    for task in ("PickCube-v1", "PushCube-v1"):
+        spec = tasks / f"{task}.toml"
+        text = spec.read_text()
+        assert "max_steps = 100" in text
+        spec.write_text(text.replace("max_steps = 100", f"max_steps = {SHORT_BUDGET}"))
+    return tasks
 
 
 @pytest.fixture(scope="session")

@@ -194,11 +194,12 @@ def test_bad_paths(bench, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def expert_and_random(tmp_path_factory) -> tuple[Path, Path]:
+def expert_and_random(tmp_path_factory, short_tasks) -> tuple[Path, Path]:
     """PickCube-v1, 6 episodes each: expert 6/6, random 0/6, so McNemar's p = 2/64 < 0.05. The random run is made
     as a CI gate would make it: against the expert run as a stored baseline, failing on the regression."""
     output = tmp_path_factory.mktemp("runs")
-    common = ["--tasks", "PickCube-v1", "--episodes", "6", "--num-envs", "3", "--output", str(output)]
+    common = ["--tasks", "PickCube-v1", "--episodes", "6", "--num-envs", "3", "--output", str(output),
+              "--tasks-dir", str(short_tasks)]
     assert main(["run", "--policy", "expert", *common, "--run-id", "expert"]) == 0
     assert main(["run", "--policy", "random", *common, "--run-id", "random", "--baseline", str(output / "expert"),
                  "--fail-on-regression"]) == 1
@@ -211,7 +212,7 @@ def test_expert_vs_random(bench, expert_and_random, tmp_path):
     expert, random = expert_and_random
     contract = read_manifest(expert)["contract"]
     assert contract["evaluation"]["seed"] == 0 and contract["evaluation"]["replan_steps"] == 5
-    assert contract["tasks"]["PickCube-v1"]["max_steps"] == 100
+    assert contract["tasks"]["PickCube-v1"]["max_steps"] == 50  # the short_tasks budget
     assert contract["tasks"]["PickCube-v1"]["instruction"] == read_manifest(expert)["suite"]["tasks"][0]["instruction"]
     assert contract["policy"]["preset"] == "expert" and "preset_fingerprint" in contract["policy"]
     assert not {"episodes", "num_envs", "run_id", "host"} & set(contract["evaluation"])
@@ -224,6 +225,8 @@ def test_expert_vs_random(bench, expert_and_random, tmp_path):
     gate = (random / "baseline-comparison.md").read_text()  # what the gate printed, kept with the run
     assert "worse" in gate and "0.03125" in gate and str(expert) in gate
     assert "better" in text and "0/6" in text
+    code, text = bench("leaderboard", str(expert.parent))  # both runs, one policy x task table
+    assert code == 0 and "expert" in text and "random" in text and "100.0% [61.0, 100.0] n=6" in text
 
 
 @pytest.mark.slow
@@ -243,9 +246,10 @@ def test_expert_vs_random_with_other_replan_steps_is_refused(bench, expert_and_r
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_repeat_runs_with_consecutive_seeds_and_reports_the_spread(bench, tmp_path):
+def test_repeat_runs_with_consecutive_seeds_and_reports_the_spread(bench, tmp_path, short_tasks):
     code, text = bench("run", "--policy", "zero", "--tasks", "PickCube-v1", "--episodes", "1", "--num-envs", "1",
-                       "--seed", "3", "--repeat", "2", "--output", str(tmp_path), "--run-id", "z")
+                       "--seed", "3", "--repeat", "2", "--output", str(tmp_path), "--run-id", "z",
+                       "--tasks-dir", str(short_tasks))
     assert code == 0, text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["z-r0", "z-r1", "z-spread.md"]
     assert [read_manifest(tmp_path / r)["contract"]["evaluation"]["seed"] for r in ("z-r0", "z-r1")] == [3, 4]

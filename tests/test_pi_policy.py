@@ -87,7 +87,7 @@ def test_bad_checkpoints_and_dimensions_via_bench_run(bench, tmp_path, spm_model
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("model", ["pi0", "pi05"])
-def test_bench_run_with_a_lerobot_checkpoint(bench, tmp_path, spm_model, norm_stats, model):
+def test_bench_run_with_a_lerobot_checkpoint(bench, tmp_path, spm_model, norm_stats, short_tasks, model):
     """Real lerobot Pi0/Pi0.5 (tiny, random weights) saved as an HF-format checkpoint, evaluated by `bench run`."""
     pytest.importorskip("lerobot.policies.pi0.modeling_pi0")
     from bench.policies.pi_lerobot import LerobotPiBackend
@@ -102,11 +102,11 @@ def test_bench_run_with_a_lerobot_checkpoint(bench, tmp_path, spm_model, norm_st
         extra = []
     code, text = bench("run", "--policy", model, "--checkpoint", str(checkpoint), "--tokenizer", str(spm_model),
                        "--tasks", "PickCube-v1", "--episodes", "2", "--num-envs", "2", "--replan-steps", "10",
-                       "--output", str(output), *extra)
+                       "--tasks-dir", str(short_tasks), "--output", str(output), *extra)
     assert code == 0, text
     run = run_dir_of(output)
     episodes = read_episodes(run)
-    assert len(episodes) == 2 and (episodes["steps"] == 100).all()
+    assert len(episodes) == 2 and (episodes["steps"] == 50).all()
     described = read_manifest(run)["policy"]["describe"]
     assert described["model"] == model and described["backend"] == "lerobot"
     assert described["normalization"] == ("quantiles" if model == "pi05" else "mean_std")

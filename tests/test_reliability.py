@@ -1,7 +1,7 @@
 """Fault injection on real ManiSkill environments (CPU): kills, resume, policy failures, dead env workers.
 
-Every run here is the random policy on PickCube-v1 with a 30-step budget (a copy of tasks/ with a shorter
-PickCube), 4 episodes in 2 env slots: two waves, so a failure in one wave can be told apart from the other.
+Every run here is the random policy on PickCube-v1 with a 50-step budget (the `short_tasks` copy of tasks/),
+4 episodes in 2 env slots: two waves, so a failure in one wave can be told apart from the other.
 """
 
 import os
@@ -16,21 +16,10 @@ import pandas as pd
 import pytest
 
 from bench.results import read_episodes, read_manifest
-from bench.tasks import DEFAULT_TASKS_DIR
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 TIMING = ["wall_time_s", "sim_time_s", "policy_time_s", "wave_size", "retry", "run_id", "policy"]
-
-
-@pytest.fixture(scope="module")
-def short_tasks(tmp_path_factory) -> Path:
-    tasks = tmp_path_factory.mktemp("tasks") / "tasks"
-    shutil.copytree(DEFAULT_TASKS_DIR, tasks)
-    spec = tasks / "PickCube-v1.toml"
-    spec.write_text(spec.read_text().replace("max_steps = 100", "max_steps = 30"))
-    assert "max_steps = 30" in spec.read_text()
-    return tasks
 
 
 def args(short_tasks: Path, output: Path, run_id: str, *extra: str) -> list[str]:
@@ -95,12 +84,12 @@ def test_resume_refuses_other_settings_and_extra_options(bench, short_tasks, ref
     spec = Path(read_manifest(run)["config"]["tasks_dir"]) / "PickCube-v1.toml"
     original = spec.read_text()
     try:
-        spec.write_text(original.replace("max_steps = 30", "max_steps = 31"))
+        spec.write_text(original.replace("max_steps = 50", "max_steps = 51"))
         code, text = bench("run", "--resume", str(run))
     finally:
         spec.write_text(original)
     text = " ".join(text.split())
-    assert code == 2 and "it was started with other settings" in text and "tasks.PickCube-v1.max_steps: 30 != 31" in text
+    assert code == 2 and "it was started with other settings" in text and "tasks.PickCube-v1.max_steps: 50 != 51" in text
 
 
 def test_a_killed_env_worker_is_restarted_and_its_episode_retried(bench, short_tasks, reference, tmp_path):
@@ -161,6 +150,8 @@ def test_concurrent_runs_and_a_reader_never_corrupt_each_other(short_tasks, tmp_
     assert len(runs) == 2 and sorted(read_manifest(r)["policy"]["name"] for r in runs) == ["random", "zero"]
     assert all(len(read_episodes(r)) == 2 and read_manifest(r)["status"] == "completed" for r in runs)
     assert set(leaderboard(tmp_path)["policy"]) == {"random", "zero"}
+    zero = next(r for r in runs if read_manifest(r)["policy"]["name"] == "zero")
+    assert not read_episodes(zero)["success_once"].any()  # holding still never picks the cube
 
 
 def test_a_run_folder_has_one_writer(tmp_path):

@@ -12,7 +12,7 @@ INSTRUCTION = "Grasp a red cube and move it to a target goal position."
 
 
 @pytest.mark.timeout(600)
-def test_remote_policy_runs_episodes_against_a_policy_server(bench, tmp_path):
+def test_remote_policy_runs_episodes_against_a_policy_server(bench, tmp_path, short_tasks):
     seen = []
 
     def policy(obs: dict) -> dict:
@@ -21,11 +21,12 @@ def test_remote_policy_runs_episodes_against_a_policy_server(bench, tmp_path):
 
     with openpi_like_server(policy) as peer:
         code, text = bench("run", "--policy", "remote-libero", "--server", peer.url, "--tasks", "PickCube-v1",
-                           "--episodes", "2", "--num-envs", "2", "--replan-steps", "10", "--output", str(tmp_path))
+                           "--episodes", "2", "--num-envs", "2", "--replan-steps", "10", "--output", str(tmp_path),
+                           "--tasks-dir", str(short_tasks))
     assert code == 0, text
     run = run_dir_of(tmp_path)
     assert len(read_episodes(run)) == 2
-    assert len(seen) == 2 * 100 // 10  # one request per slot per 10 executed actions
+    assert len(seen) == 2 * 50 // 10  # one request per slot per 10 executed actions (50-step budget)
     assert seen[0] == {"observation/image": ((224, 224, 3), np.uint8), "observation/wrist_image": ((224, 224, 3), np.uint8),
                        "observation/state": ((8,), np.float32), "prompt": INSTRUCTION}
     manifest = read_manifest(run)
