@@ -46,6 +46,7 @@ def make_maniskill_env(spec: TaskSpec, num_envs: int, sim_backend: str, obs_mode
     import mani_skill.envs  # noqa: F401  (registers the tasks)
 
     height, width = spec.image_size
+    side = height * len(spec.cameras)  # third-person view as tall as the policy's cameras stacked (videos)
     env = gym.make(
         spec.id,
         num_envs=num_envs,
@@ -54,6 +55,8 @@ def make_maniskill_env(spec: TaskSpec, num_envs: int, sim_backend: str, obs_mode
         control_mode=spec.control_mode,
         reward_mode=spec.reward_mode,
         sensor_configs=dict(width=width, height=height),
+        render_mode="rgb_array",
+        human_render_camera_configs=dict(width=side, height=side),
         sim_backend=sim_backend,
         sim_config=dict(sim_freq=spec.sim_freq, control_freq=spec.control_freq),
         max_episode_steps=spec.max_steps,
@@ -111,6 +114,10 @@ class BatchedEnvs(ABC):
         """Steps the active slots with actions [k, action_dim]."""
 
     @abstractmethod
+    def render(self, slots: Sequence[int]) -> list[np.ndarray]:
+        """Third-person RGB views [H, W, 3] of the given active slots (ManiSkill's human render camera)."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     def __enter__(self):
@@ -144,6 +151,8 @@ def _worker_main(conn) -> None:
             elif command == "step":
                 obs, reward, _, _, info = env.step(arg)
                 reply = (flatten_obs(obs), float(reward), bool(info["success"]))
+            elif command == "render":
+                reply = env.render()[0].cpu().numpy()
             elif command == "close":
                 if env is not None:
                     env.close()
@@ -163,7 +172,7 @@ class CpuWorkerEnvs(BatchedEnvs):
 
     gymnasium's AsyncVectorEnv does not fit: it is rebuilt per task (paying worker imports again), always
     steps every env (a short last wave would waste work) and has no per-slot restart. The protocol here is
-    five commands over a pipe.
+    six commands over a pipe; only the slots being recorded are asked to render.
     """
 
     backend = "cpu"
@@ -180,7 +189,7 @@ class CpuWorkerEnvs(BatchedEnvs):
             child.close()
             self._workers.append((process, parent))
 
-    def _call(self, slots: range, command: str, args: Sequence) -> list:
+    def _call(self, slots: Sequence[int], command: str, args: Sequence) -> list:
         for slot, arg in zip(slots, args):
             self._workers[slot][1].send((command, arg))
         replies = []
@@ -210,6 +219,9 @@ class CpuWorkerEnvs(BatchedEnvs):
         replies = self._call(range(self._active), "step", list(actions.astype(np.float32)))
         obs, rewards, successes = zip(*replies)
         return StepOutput(stack_obs(obs), np.array(rewards, np.float32), np.array(successes, bool))
+
+    def render(self, slots: Sequence[int]) -> list[np.ndarray]:
+        return self._call(slots, "render", [None] * len(slots))
 
     def close(self) -> None:
         for process, conn in self._workers:
@@ -281,6 +293,10 @@ class GpuEnvs(BatchedEnvs):
         k = self._active
         flat = {key: v[:k] for key, v in flatten_obs(obs).items()}
         return StepOutput(flat, reward.cpu().numpy()[:k].astype(np.float32), info["success"].cpu().numpy()[:k])
+
+    def render(self, slots: Sequence[int]) -> list[np.ndarray]:
+        views = self._env.render().cpu().numpy()  # every sub-scene is rendered in one pass
+        return [views[slot] for slot in slots]
 
     def close(self) -> None:
         for env in (self._env, self._oracle):
