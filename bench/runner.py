@@ -30,6 +30,7 @@ from bench.policies import DEFAULT_PRESETS_DIR, EpisodeContext, Policy, build_po
 from bench.report import write_task_leaderboard
 from bench.results import RunWriter, ensure_writable, new_run_id
 from bench.tasks import DEFAULT_TASKS_DIR, Episode, TaskSpec, episodes_for, load_suite
+from bench.video import WaveVideos
 
 RECORDED_PACKAGES = ("bench", "mani_skill", "sapien", "gymnasium", "torch", "numpy",
                      "lerobot", "transformers", "jax", "rpent-openpi", "sentencepiece")  # what Pi results depend on
@@ -53,6 +54,8 @@ class RunConfig:
     """Physics: GPU (physx_cuda) when it can start, else CPU worker processes."""
     replan_steps: int = 5
     """Actions executed from each policy chunk before the policy is queried again."""
+    video: int = 0
+    """Episodes per task to record as MP4 (the first ones by index), in <run>/videos/<task>/."""
     output: Path = Path("results")
     """Folder that receives the run folder."""
     run_id: str | None = None
@@ -77,8 +80,9 @@ class RunConfig:
         for name in ("episodes", "num_envs", "replan_steps"):
             if getattr(self, name) <= 0:
                 raise BenchError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
-        if self.seed < 0:
-            raise BenchError(f"--seed must be >= 0, got {self.seed}")
+        for name in ("seed", "video"):
+            if getattr(self, name) < 0:
+                raise BenchError(f"--{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass
@@ -134,7 +138,7 @@ class _Live:
 
 
 def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: TaskSpec, wave: list[Episode],
-             bounds: tuple[np.ndarray, np.ndarray], on_step=None) -> list[dict]:
+             bounds: tuple[np.ndarray, np.ndarray], on_step=None, videos: WaveVideos | None = None) -> list[dict]:
     """Runs up to N pinned episodes in lockstep for the task's full step budget; returns their records."""
     started = time.perf_counter()
     k = len(wave)
@@ -146,6 +150,8 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
     first_success = np.full(k, -1)
     returns = np.zeros(k)
     policy_time = sim_time = 0.0
+    if videos:
+        videos.capture(envs.render, obs, 0, success_once, first_success)
     for step in range(task.max_steps):
         need = chunker.slots_needing_chunk(k)
         if len(need):
@@ -163,14 +169,17 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
         first_success[out.success & ~success_once] = step + 1
         success_once |= out.success
         obs = out.obs
+        if videos:
+            videos.capture(envs.render, obs, step + 1, out.success, first_success)
         if on_step:
             on_step(k)
     wall = time.perf_counter() - started
+    video_paths = videos.finish(success_once) if videos else {}
     return [
         {"task": task.id, "episode": e.index, "seed": e.seed, "success_once": bool(success_once[i]),
          "success_at_end": bool(out.success[i]), "first_success_step": int(first_success[i]),
          "steps": task.max_steps, "return": float(returns[i]), "wall_time_s": wall, "sim_time_s": sim_time,
-         "policy_time_s": policy_time, "wave_size": k}
+         "policy_time_s": policy_time, "wave_size": k, "video": video_paths.get(i)}
         for i, e in enumerate(wave)
     ]
 
@@ -228,8 +237,10 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
                     live.update(task_id, done, successes, steps / (time.perf_counter() - task_start))
 
                 for first in range(0, len(episodes), num_envs):
-                    for record in run_wave(envs, policy, chunker, task, episodes[first:first + num_envs], bounds,
-                                           on_step=count_steps):
+                    wave = episodes[first:first + num_envs]
+                    with WaveVideos(run_dir, task, wave, keep=config.video) as videos:
+                        records = run_wave(envs, policy, chunker, task, wave, bounds, count_steps, videos)
+                    for record in records:
                         writer.append({"run_id": run_id, "policy": preset.name, **record})
                         done += 1
                         successes += record["success_once"]
