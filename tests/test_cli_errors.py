@@ -18,6 +18,7 @@ def assert_nothing_written(output: Path):
     (["--episodes", "0"], "--episodes must be a positive integer, got 0"),
     (["--num-envs", "-1"], "--num-envs must be a positive integer, got -1"),
     (["--replan-steps", "0"], "--replan-steps must be a positive integer"),
+    (["--video", "-1"], "--video must be >= 0, got -1"),
 ])
 def test_bad_run_arguments(bench, tmp_path, args, message):
     output = tmp_path / "out"
