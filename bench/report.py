@@ -95,8 +95,8 @@ def write_task_leaderboard(run_dir: Path, episodes: pd.DataFrame, title: str,
     return table
 
 
-def leaderboard(root: Path) -> pd.DataFrame:
-    """policy x task success_once across the runs under `root`; per (policy, task) the newest run counts."""
+def latest_episodes(root: Path) -> pd.DataFrame:
+    """Episodes that count under `root`: per (policy, task) those of the newest run, with a `run_dir` column."""
     latest: dict[tuple[str, str], tuple[str, pd.DataFrame]] = {}
     for run_dir in find_runs(root):
         manifest = read_manifest(run_dir)
@@ -104,12 +104,23 @@ def leaderboard(root: Path) -> pd.DataFrame:
         if episodes.empty:
             continue
         started = manifest.get("created", "")
+        policy = manifest["policy"]["name"]
         for task, group in episodes.groupby("task"):
-            key = (manifest["policy"]["name"], task)
+            key = (policy, task)
             if key not in latest or latest[key][0] < started:
-                latest[key] = (started, group)
+                latest[key] = (started, group.assign(policy=policy, run_dir=run_dir))
+    if not latest:
+        return pd.DataFrame()
+    return pd.concat([group for _, (_, group) in sorted(latest.items())], ignore_index=True)
+
+
+def leaderboard(root: Path) -> pd.DataFrame:
+    """policy x task success_once across the runs under `root`; per (policy, task) the newest run counts."""
+    episodes = latest_episodes(root)
+    if episodes.empty:
+        return pd.DataFrame()
     rows = []
-    for (policy, task), (_, group) in sorted(latest.items()):
+    for (policy, task), group in episodes.groupby(["policy", "task"]):
         n, once = len(group), int(group["success_once"].sum())
         low, high = wilson_interval(once, n)
         rows.append({"policy": policy, "task": task, "episodes": n, "success_once": once / n,
