@@ -1,9 +1,10 @@
-"""Command line: `bench run | tasks | policies | leaderboard` (tyro subcommands)."""
+"""Command line: `bench run | tasks | policies | leaderboard | report` (tyro subcommands)."""
 
 from __future__ import annotations
 
 import signal
 import sys
+import webbrowser
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ import tyro
 from rich.console import Console
 
 from bench.errors import BenchError
+from bench.html_report import REPORT, write_report
 from bench.policies import DEFAULT_PRESETS_DIR, plugins, presets
 from bench.report import leaderboard, leaderboard_display, print_table, to_markdown
 from bench.runner import RunConfig, run
@@ -63,11 +65,35 @@ def leaderboard_command(root: Annotated[Path, tyro.conf.Positional] = Path("resu
     return 0
 
 
+def report_command(root: Annotated[Path, tyro.conf.Positional] = Path("results"), out: Path | None = None,
+                   open_page: Annotated[bool, tyro.conf.arg(name="open")] = False) -> int:
+    """Write one static HTML page for the runs under ROOT: leaderboard, plots per task, episode videos.
+
+    Args:
+        root: Folder holding run folders (or one run folder).
+        out: Where to write the page (default ROOT/report.html); videos are linked relative to it.
+        open_page: Open the page in the web browser.
+    """
+    if not root.exists():
+        raise BenchError(f"{root} does not exist: pass the folder that holds your run folders")
+    if leaderboard(root).empty:
+        raise BenchError(f"no finished episodes under {root}: run `bench run` first")
+    try:
+        page = write_report(root, out or root / REPORT)
+    except OSError as e:
+        raise BenchError(f"cannot write the report to {e.filename}: {e.strerror}; pass --out with a writable path") from e
+    console.print(f"report: {page}")
+    if open_page:
+        webbrowser.open(page.resolve().as_uri())
+    return 0
+
+
 COMMANDS = {
     "run": run_command,
     "tasks": tasks_command,
     "policies": policies_command,
     "leaderboard": leaderboard_command,
+    "report": report_command,
 }
 
 

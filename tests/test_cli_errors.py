@@ -54,9 +54,12 @@ def test_preset_naming_unknown_plugin(bench, tmp_path):
     assert "unknown policy plugin 'randon': did you mean random?" in " ".join(text.split())
 
 
-def test_leaderboard_of_missing_folder(bench, tmp_path):
-    code, text = bench("leaderboard", str(tmp_path / "nope"))
+@pytest.mark.parametrize("command", ["leaderboard", "report"])
+def test_aggregating_a_missing_or_empty_folder(bench, tmp_path, command):
+    code, text = bench(command, str(tmp_path / "nope"))
     assert code == 2 and "does not exist" in text
+    code, text = bench(command, str(tmp_path))
+    assert code == 2 and "no finished episodes" in text
 
 
 def test_tasks_and_policies_listings(bench):
