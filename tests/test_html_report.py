@@ -122,3 +122,13 @@ def test_the_newest_run_of_a_policy_counts(tmp_path):
     episodes = latest_episodes(tmp_path)
     assert set(episodes["run_dir"]) == {tmp_path / "2026-01-02"}
     assert leaderboard(tmp_path)["success_once"].tolist() == [1.0]
+
+
+def test_report_command_writes_the_page_and_opens_it(bench, tmp_path, monkeypatch):
+    fake_run(tmp_path / "results", "1", "a", [True])
+    opened = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    out = tmp_path / "site" / "index.html"
+    code, text = bench("report", str(tmp_path / "results"), "--out", str(out), "--open")
+    assert code == 0, text
+    assert "100.0% [20.7, 100.0] n=1" in out.read_text() and opened == [out.resolve().as_uri()]
