@@ -1,10 +1,12 @@
-"""Command line: `bench run | compare | tasks | policies | leaderboard` (tyro subcommands)."""
+"""Command line: `bench run | compare | tasks | policies | leaderboard | report` (tyro subcommands)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import sys
+import webbrowser
 from pathlib import Path
 from typing import Annotated
 
@@ -12,10 +14,12 @@ import pandas as pd
 import tyro
 from rich.console import Console
 
-from bench.compare import compare, load_run, print_comparison, to_json, to_markdown_report
+from bench.compare import (LEGEND, compare, comparison_display, load_run, print_comparison, to_json,
+                           to_markdown_report)
 from bench.errors import BenchError
+from bench.html_report import REPORT, ComparisonSection, write_report
 from bench.policies import DEFAULT_PRESETS_DIR, plugins, presets
-from bench.report import leaderboard, leaderboard_display, print_table, to_markdown
+from bench.report import latest_episodes, leaderboard, leaderboard_display, print_table, to_markdown
 from bench.runner import RunConfig, run_repeats
 from bench.tasks import DEFAULT_TASKS_DIR, load_suite
 
@@ -113,12 +117,54 @@ def leaderboard_command(root: Annotated[Path, tyro.conf.Positional] = Path("resu
     return 0
 
 
+def policy_comparisons(root: Path) -> list[ComparisonSection]:
+    """`bench compare` between every two policies under `root` (each policy's run with the most counted episodes);
+    a pair whose runs were not evaluated the same way gets the reason instead of a table."""
+    episodes = latest_episodes(root)
+    runs = {policy: group["run_dir"].value_counts().index[0] for policy, group in episodes.groupby("policy")}
+    sections = []
+    for a, b in itertools.combinations(sorted(runs), 2):
+        title = f"{b} (B) vs {a} (A)"
+        try:
+            comparison = compare(load_run(runs[a]), load_run(runs[b]))
+        except BenchError as e:
+            sections.append(ComparisonSection(title, pd.DataFrame(), (f"not compared: {e}",)))
+            continue
+        notes = (f"A: {runs[a]}", f"B: {runs[b]}", *comparison.notes, LEGEND)
+        sections.append(ComparisonSection(title, comparison_display(comparison.table), notes))
+    return sections
+
+
+def report_command(root: Annotated[Path, tyro.conf.Positional] = Path("results"), out: Path | None = None,
+                   open_page: Annotated[bool, tyro.conf.arg(name="open")] = False) -> int:
+    """Write one static HTML page for the runs under ROOT: leaderboard, plots per task, episode videos.
+
+    Args:
+        root: Folder holding run folders (or one run folder).
+        out: Where to write the page (default ROOT/report.html); videos are linked relative to it.
+        open_page: Open the page in the web browser.
+    """
+    if not root.exists():
+        raise BenchError(f"{root} does not exist: pass the folder that holds your run folders")
+    if leaderboard(root).empty:
+        raise BenchError(f"no finished episodes under {root}: run `bench run` first")
+    try:
+        page = write_report(root, out or root / REPORT, policy_comparisons(root))
+    except OSError as e:
+        raise BenchError(f"cannot write the report to {e.filename}: {e.strerror}; pass --out with a writable path") from e
+    console.print(f"report: {page}")
+    if open_page:
+        webbrowser.open(page.resolve().as_uri())
+    return 0
+
+
 COMMANDS = {
     "run": run_command,
     "compare": compare_command,
     "tasks": tasks_command,
     "policies": policies_command,
     "leaderboard": leaderboard_command,
+    "report": report_command,
 }
 
 

@@ -47,6 +47,7 @@ def make_maniskill_env(spec: TaskSpec, num_envs: int, sim_backend: str, obs_mode
     import mani_skill.envs  # noqa: F401  (registers the tasks)
 
     height, width = spec.image_size
+    side = height * len(spec.cameras)  # third-person view as tall as the policy's cameras stacked (videos)
     env = gym.make(
         spec.id,
         num_envs=num_envs,
@@ -55,6 +56,8 @@ def make_maniskill_env(spec: TaskSpec, num_envs: int, sim_backend: str, obs_mode
         control_mode=spec.control_mode,
         reward_mode=spec.reward_mode,
         sensor_configs=dict(width=width, height=height),
+        render_mode="rgb_array",
+        human_render_camera_configs=dict(width=side, height=side),
         sim_backend=sim_backend,
         sim_config=dict(sim_freq=spec.sim_freq, control_freq=spec.control_freq),
         max_episode_steps=spec.max_steps,
@@ -65,6 +68,7 @@ def make_maniskill_env(spec: TaskSpec, num_envs: int, sim_backend: str, obs_mode
         if name not in hidden:
             raise BenchError(f"{spec.id}: show_hidden names '{name}', but the hidden objects are {sorted(hidden)}")
         unwrapped._hidden_objects.remove(hidden[name])
+        hidden[name].show_visual()  # ManiSkill hid it when it built the scene; off the list it is never hidden again
     if "sensor_data" in obs_mode or "rgb" in obs_mode:
         missing = set(spec.cameras) - set(unwrapped._sensors)
         if missing:
@@ -117,6 +121,11 @@ class BatchedEnvs(ABC):
         """Steps the active slots with actions [k, action_dim]."""
 
     @abstractmethod
+    def render(self, slots: Sequence[int]) -> list[np.ndarray | None]:
+        """Third-person RGB views [H, W, 3] of the given active slots (ManiSkill's human render camera); None for
+        a slot whose env is gone."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     def __enter__(self):
@@ -150,6 +159,8 @@ def _worker_main(conn) -> None:
             elif command == "step":
                 obs, reward, _, _, info = env.step(arg)
                 reply = (flatten_obs(obs), float(reward), bool(info["success"]))
+            elif command == "render":
+                reply = env.render()[0].cpu().numpy()
             elif command == "close":
                 if env is not None:
                     env.close()
@@ -169,8 +180,9 @@ class CpuWorkerEnvs(BatchedEnvs):
 
     gymnasium's AsyncVectorEnv does not fit: it is rebuilt per task (paying worker imports again), always
     steps every env (a short last wave would waste work) and has no per-slot restart. The protocol here is
-    five commands over a pipe. A worker that dies mid-episode (crash, OOM kill) ends only its own slot's
-    episode: `step` reports the slot in `failed` and leaves it out until the next `reset` starts a new worker.
+    six commands over a pipe; only the slots being recorded are asked to render. A worker that dies mid-episode
+    (crash, OOM kill) ends only its own slot's episode: `step` reports the slot in `failed` and leaves it out
+    until the next `reset` starts a new worker.
     """
 
     backend = "cpu"
@@ -267,6 +279,11 @@ class CpuWorkerEnvs(BatchedEnvs):
         failed = {s: why for s, why in self._dead.items() if s < self._active}
         return StepOutput(stack_obs(obs), np.array(rewards, np.float32), np.array(successes, bool), failed)
 
+    def render(self, slots: Sequence[int]) -> list[np.ndarray | None]:
+        live = [s for s in slots if s not in self._dead]
+        replies = self._call(live, "render", [None] * len(live))
+        return [replies.get(s) for s in slots]
+
     def close(self) -> None:
         for process, conn in self._workers:
             try:
@@ -337,6 +354,10 @@ class GpuEnvs(BatchedEnvs):
         k = self._active
         flat = {key: v[:k] for key, v in flatten_obs(obs).items()}
         return StepOutput(flat, reward.cpu().numpy()[:k].astype(np.float32), info["success"].cpu().numpy()[:k])
+
+    def render(self, slots: Sequence[int]) -> list[np.ndarray]:
+        views = self._env.render().cpu().numpy()  # every sub-scene is rendered in one pass
+        return [views[slot] for slot in slots]
 
     def close(self) -> None:
         for env in (self._env, self._oracle):

@@ -125,8 +125,8 @@ def spread_display(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def leaderboard(root: Path) -> pd.DataFrame:
-    """policy x task success_once across the runs under `root`; per (policy, task) the newest run counts."""
+def latest_episodes(root: Path) -> pd.DataFrame:
+    """Episodes that count under `root`: per (policy, task) those of the newest run, with a `run_dir` column."""
     latest: dict[tuple[str, str], tuple[str, pd.DataFrame]] = {}
     for run_dir in find_runs(root):
         manifest = read_manifest(run_dir)
@@ -134,12 +134,23 @@ def leaderboard(root: Path) -> pd.DataFrame:
         if episodes.empty:
             continue
         started = manifest.get("created", "")
+        policy = manifest["policy"]["name"]
         for task, group in episodes.groupby("task"):
-            key = (manifest["policy"]["name"], task)
+            key = (policy, task)
             if key not in latest or latest[key][0] < started:
-                latest[key] = (started, group)
+                latest[key] = (started, group.assign(policy=policy, run_dir=run_dir))
+    if not latest:
+        return pd.DataFrame()
+    return pd.concat([group for _, (_, group) in sorted(latest.items())], ignore_index=True)
+
+
+def leaderboard(root: Path) -> pd.DataFrame:
+    """policy x task success_once across the runs under `root`; per (policy, task) the newest run counts."""
+    episodes = latest_episodes(root)
+    if episodes.empty:
+        return pd.DataFrame()
     rows = []
-    for (policy, task), (_, group) in sorted(latest.items()):
+    for (policy, task), group in episodes.groupby(["policy", "task"]):
         row = task_table(group).iloc[0]
         rows.append({"policy": policy, "task": task, **{c: row[c] for c in (
             "episodes", "errors", "success_once", "ci_low", "ci_high", "success_at_end")}})

@@ -32,6 +32,7 @@ from bench.policies import (DEFAULT_PRESETS_DIR, EpisodeContext, Policy, PolicyP
 from bench.report import print_table, spread_display, spread_table, to_markdown, write_task_leaderboard
 from bench.results import MANIFEST, RunWriter, ensure_writable, new_run_id, read_episodes, read_manifest
 from bench.tasks import DEFAULT_TASKS_DIR, Episode, TaskSpec, TaskSuite, episodes_for, load_suite
+from bench.video import WaveVideos
 
 RECORDED_PACKAGES = ("bench", "mani_skill", "sapien", "gymnasium", "torch", "numpy",
                      "lerobot", "transformers", "jax", "rpent-openpi", "sentencepiece")  # what Pi results depend on
@@ -58,6 +59,8 @@ class RunConfig:
     """Physics: GPU (physx_cuda) when it can start, else CPU worker processes."""
     replan_steps: int = 5
     """Actions executed from each policy chunk before the policy is queried again."""
+    video: int = 0
+    """Episodes per task to record as MP4 (the first ones by index), in <run>/videos/<task>/."""
     output: Path = Path("results")
     """Folder that receives the run folder."""
     run_id: str | None = None
@@ -107,8 +110,9 @@ class RunConfig:
         for name in ("episodes", "num_envs", "replan_steps", "repeat"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise BenchError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
-        if self.seed < 0:
-            raise BenchError(f"--seed must be >= 0, got {self.seed}")
+        for name in ("seed", "video"):
+            if getattr(self, name) < 0:
+                raise BenchError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.max_error_share <= 1:
             raise BenchError(f"--max-error-share must be between 0 and 1, got {self.max_error_share}")
 
@@ -239,7 +243,8 @@ def request_chunks(policy: Policy, chunker: ActionChunker, obs: Obs, slots: np.n
 
 
 def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: TaskSpec, wave: list[Episode],
-             bounds: tuple[np.ndarray, np.ndarray], retried: set[int], on_step=None) -> WaveResult:
+             bounds: tuple[np.ndarray, np.ndarray], retried: set[int], on_step=None,
+             videos: WaveVideos | None = None) -> WaveResult:
     """Runs up to N pinned episodes in lockstep for the task's full step budget.
 
     An episode whose policy call fails ends as an `error` record (with the reason) while the others go on; one
@@ -258,6 +263,8 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
     errors: dict[int, str] = {}
     died: dict[int, str] = {}
     policy_time = sim_time = 0.0
+    if videos:
+        videos.capture(envs.render, obs, 0, success_once, first_success)
     for step in range(task.max_steps):
         need = chunker.slots_needing_chunk(k)
         if len(need):
@@ -275,18 +282,21 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
         first_success[out.success & ~success_once] = step + 1
         success_once |= out.success
         obs = out.obs
+        if videos:
+            videos.capture(envs.render, obs, step + 1, out.success, first_success)
         if on_step:
             on_step(k)
     wall = time.perf_counter() - started
     lost = [e for slot, e in enumerate(wave) if slot in died and e.index not in retried]
     for slot, why in died.items():
         errors.setdefault(slot, f"{why}; the episode was already a retry" if wave[slot].index in retried else why)
+    video_paths = videos.finish(success_once, drop={wave.index(e) for e in lost}) if videos else {}
     records = [
         {"task": task.id, "episode": e.index, "seed": e.seed, "status": "error" if i in errors else "ok",
          "error": errors.get(i), "success_once": bool(success_once[i]) and i not in errors,
          "success_at_end": bool(out.success[i]) and i not in errors, "first_success_step": int(first_success[i]),
          "steps": task.max_steps, "return": float(returns[i]), "wall_time_s": wall, "sim_time_s": sim_time,
-         "policy_time_s": policy_time, "wave_size": k, "retry": e.index in retried}
+         "policy_time_s": policy_time, "wave_size": k, "retry": e.index in retried, "video": video_paths.get(i)}
         for i, e in enumerate(wave) if e not in lost
     ]
     return WaveResult(records, lost)
@@ -390,7 +400,8 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
 
                 while queue:
                     wave, queue = queue[:num_envs], queue[num_envs:]
-                    result = run_wave(envs, policy, chunker, task, wave, bounds, retried, on_step=count_steps)
+                    with WaveVideos(run_dir, task, wave, keep=config.video) as videos:
+                        result = run_wave(envs, policy, chunker, task, wave, bounds, retried, count_steps, videos)
                     for record in result.records:
                         writer.append({"run_id": run_id, "policy": preset.name, **record})
                         done += 1

@@ -21,6 +21,7 @@ def assert_nothing_written(output: Path):
     (["--suite", "smok"], "unknown suite 'smok': did you mean smoke?"),
     (["--fail-on-regression"], "--fail-on-regression needs --baseline"),
     (["--baseline", "no-such-run"], "no-such-run does not exist: pass a run folder"),
+    (["--video", "-1"], "--video must be >= 0, got -1"),
 ])
 def test_bad_run_arguments(bench, tmp_path, args, message):
     output = tmp_path / "out"
@@ -56,9 +57,12 @@ def test_preset_naming_unknown_plugin(bench, tmp_path):
     assert "unknown policy plugin 'randon': did you mean random?" in " ".join(text.split())
 
 
-def test_leaderboard_of_missing_folder(bench, tmp_path):
-    code, text = bench("leaderboard", str(tmp_path / "nope"))
+@pytest.mark.parametrize("command", ["leaderboard", "report"])
+def test_aggregating_a_missing_or_empty_folder(bench, tmp_path, command):
+    code, text = bench(command, str(tmp_path / "nope"))
     assert code == 2 and "does not exist" in text
+    code, text = bench(command, str(tmp_path))
+    assert code == 2 and "no finished episodes" in text
 
 
 def test_tasks_and_policies_listings(bench):
