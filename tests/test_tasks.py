@@ -41,12 +41,17 @@ def test_malformed_task_file_names_file_and_line(tmp_path: Path):
         load_suite(tmp_path / "tasks")
 
 
-def test_task_file_with_unknown_key_is_refused(tmp_path: Path):
+def load_with_appended(tmp_path: Path, file: str, text: str):
+    """load_suite on a copy of tasks/ where `text` is appended to `file`."""
     shutil.copytree(DEFAULT_TASKS_DIR, tmp_path / "tasks")
-    with (tmp_path / "tasks" / "PushCube-v1.toml").open("a") as f:
-        f.write("max_stpes = 10\n")
+    with (tmp_path / "tasks" / file).open("a") as f:
+        f.write(text)
+    return load_suite(tmp_path / "tasks")
+
+
+def test_task_file_with_unknown_key_is_refused(tmp_path: Path):
     with pytest.raises(BenchError, match=r"PushCube-v1.toml: unknown keys \['max_stpes'\]"):
-        load_suite(tmp_path / "tasks")
+        load_with_appended(tmp_path, "PushCube-v1.toml", "max_stpes = 10\n")
 
 
 def test_smoke_suite_sets_tasks_and_episodes_unless_overridden():
@@ -64,8 +69,5 @@ def test_smoke_suite_sets_tasks_and_episodes_unless_overridden():
 
 
 def test_suite_table_with_unknown_keys_is_refused(tmp_path: Path):
-    shutil.copytree(DEFAULT_TASKS_DIR, tmp_path / "tasks")
-    with (tmp_path / "tasks" / "suite.toml").open("a") as f:
-        f.write('\n[suites.mine]\ntasks = ["PickCube-v1"]\nepisode = 4\n')
     with pytest.raises(BenchError, match=r"suite 'mine' must be a list of task ids or a table"):
-        load_suite(tmp_path / "tasks")
+        load_with_appended(tmp_path, "suite.toml", '\n[suites.mine]\ntasks = ["PickCube-v1"]\nepisode = 4\n')
