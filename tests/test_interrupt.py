@@ -12,11 +12,11 @@ import pytest
 
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_signal_keeps_finished_episodes(tmp_path, signum):
+def test_signal_keeps_finished_episodes(tmp_path, short_tasks, signum):
     run = tmp_path / "x"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.cli", "run", "--policy", "zero", "--tasks", "PickCube-v1", "--episodes", "4",
-         "--num-envs", "2", "--output", str(tmp_path), "--run-id", "x"],
+         "--num-envs", "2", "--output", str(tmp_path), "--run-id", "x", "--tasks-dir", str(short_tasks)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     episodes = run / "episodes.jsonl"
