@@ -117,10 +117,9 @@ def leaderboard_command(root: Annotated[Path, tyro.conf.Positional] = Path("resu
     return 0
 
 
-def policy_comparisons(root: Path) -> list[ComparisonSection]:
-    """`bench compare` between every two policies under `root` (each policy's run with the most counted episodes);
-    a pair whose runs were not evaluated the same way gets the reason instead of a table."""
-    episodes = latest_episodes(root)
+def policy_comparisons(episodes: pd.DataFrame) -> list[ComparisonSection]:
+    """`bench compare` between every two policies of `latest_episodes` (each policy's run with the most counted
+    episodes); a pair whose runs were not evaluated the same way gets the reason instead of a table."""
     runs = {policy: group["run_dir"].value_counts().index[0] for policy, group in episodes.groupby("policy")}
     sections = []
     for a, b in itertools.combinations(sorted(runs), 2):
@@ -146,10 +145,11 @@ def report_command(root: Annotated[Path, tyro.conf.Positional] = Path("results")
     """
     if not root.exists():
         raise BenchError(f"{root} does not exist: pass the folder that holds your run folders")
-    if leaderboard(root).empty:
+    episodes = latest_episodes(root)
+    if episodes.empty:
         raise BenchError(f"no finished episodes under {root}: run `bench run` first")
     try:
-        page = write_report(root, out or root / REPORT, policy_comparisons(root))
+        page = write_report(root, out or root / REPORT, policy_comparisons(episodes))
     except OSError as e:
         raise BenchError(f"cannot write the report to {e.filename}: {e.strerror}; pass --out with a writable path") from e
     console.print(f"report: {page}")

@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench import __version__
-from bench.report import CONFIDENCE, latest_episodes, leaderboard, leaderboard_display
+from bench.report import CONFIDENCE, board_of, latest_episodes, leaderboard_display
 
 REPORT = "report.html"
 
@@ -80,7 +80,7 @@ def clips(episodes: pd.DataFrame, page_dir: Path) -> dict[str, list[Clip]]:
 def render_report(root: Path, out: Path, comparisons: Sequence[ComparisonSection] = ()) -> str:
     """The page for the runs under `root`, as it will be written to `out` (video paths are relative to it)."""
     episodes = latest_episodes(root)
-    board = leaderboard(root)
+    board = board_of(episodes)
     policies = sorted(board["policy"].unique())
     tasks = list(dict.fromkeys(board["task"]))
     runs = (episodes.groupby("run_dir", sort=True)

@@ -146,7 +146,11 @@ def latest_episodes(root: Path) -> pd.DataFrame:
 
 def leaderboard(root: Path) -> pd.DataFrame:
     """policy x task success_once across the runs under `root`; per (policy, task) the newest run counts."""
-    episodes = latest_episodes(root)
+    return board_of(latest_episodes(root))
+
+
+def board_of(episodes: pd.DataFrame) -> pd.DataFrame:
+    """policy x task success_once of episodes as `latest_episodes` returns them."""
     if episodes.empty:
         return pd.DataFrame()
     rows = []
