@@ -385,6 +385,7 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
                         _check_same_contract(previous, manifest, run_dir)
                         manifest = {**previous, "config": {**previous["config"], "num_envs_used": num_envs}}
                     writer = RunWriter(run_dir, manifest, resume=previous is not None)
+                    errors = [r for r in writer.records if r.get("status") == "error"]  # a resumed run's count too
                 chunker = ActionChunker(num_envs, config.replan_steps, len(bounds[0]))
                 queue = list(pending[task.id])
                 retried: set[int] = set()
@@ -406,11 +407,12 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
                         writer.append({"run_id": run_id, "policy": preset.name, **record})
                         done += 1
                         successes += record["success_once"]
+                        if record["status"] == "error":
+                            errors.append(record)
                     for episode in result.lost:  # its env worker died: once more, in a later wave
                         retried.add(episode.index)
                         queue.append(episode)
                     live.update(task.id, done, successes, steps / (time.perf_counter() - task_start))
-                    errors = [r for r in writer.records if r.get("status") == "error"]
                     if len(errors) > allowed_errors:
                         raise RunAborted(
                             f"{len(errors)} of {total} episodes ended in error, more than --max-error-share "
