@@ -1,10 +1,18 @@
-"""Pi0 / Pi0.5 action chunks per second at several batch sizes (one batched forward per step of the loop).
+"""Pi0 / Pi0.5 action chunks per second at several batch sizes, against the GPU's measured bf16 matmul rate.
 
-    python benchmarks/pi_throughput.py --model pi05 --batch 1 8 32 --device cuda      # full size, random weights, bf16
-    python benchmarks/pi_throughput.py --quick                                          # tiny model on CPU
+    python benchmarks/pi_throughput.py --model pi05 pi0 --batch 1 8 32 64      # full size, random weights, bf16, CUDA
+    python benchmarks/pi_throughput.py --quick                                  # tiny model on CPU, about a minute
+
+For each model: the FLOPs of one chunk (counted by torch.utils.flop_counter.FlopCounterMode over a batch-1 call of
+each inference path), the measured matmul ceiling (a large bf16 matrix product), then per inference path and batch
+size the time of one batched `sample_actions` call, chunks/s and the share of the ceiling that rate reaches
+(FLOPs per chunk of bench's path x chunks/s / ceiling: the work the model needs, whatever path does it).
+Inference paths: `lerobot` (lerobot's own sample_actions, SigLIP in float32 as lerobot keeps it) and `bench`
+(bf16 throughout, absent cameras skipped, fused attention; see LerobotPiBackend._bench_sample); `--compile` adds
+`bench+compile` (torch.compile).
 
 Random weights: throughput does not depend on the values. Inputs are random images, state and tokens at the
-model's full prompt length, so the measured work is what an evaluation does per query.
+model's full prompt length, two cameras present and one absent as in bench's ManiSkill tasks.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from datetime import date
 
 import numpy as np
 
@@ -29,36 +38,111 @@ def random_inputs(batch: int, max_token_len: int, rng: np.random.Generator) -> P
     )
 
 
+def matmul_ceiling(device: str, dtype: str, size: int = 8192, iters: int = 20) -> float:
+    """Measured FLOP/s of a large square matrix product: the rate no model on this device can beat."""
+    import torch
+
+    a, b = (torch.randn(size, size, device=device, dtype=getattr(torch, dtype)) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    _sync(device)
+    return 2 * size**3 * iters / (time.perf_counter() - t0)
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def flops_per_chunk(backend, inputs: PiInputs) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        backend.sample_actions(inputs)
+    return counter.get_total_flops()
+
+
+def time_call(backend, inputs: PiInputs, iters: int) -> float:
+    for _ in range(2):  # warm-up: allocator, cuDNN/cuBLAS heuristics, compilation
+        backend.sample_actions(inputs)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        backend.sample_actions(inputs)  # returns numpy: the device work has finished
+    return (time.perf_counter() - t0) / iters
+
+
+def profile(backend, inputs: PiInputs, path: str) -> None:
+    """torch.profiler's table of the most expensive CUDA kernels of one call, written to `path`."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        backend.sample_actions(inputs)
+    with open(path, "w") as f:
+        f.write(prof.key_averages().table(sort_by="cuda_time_total", row_limit=40))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["pi0", "pi05"], default="pi05")
-    parser.add_argument("--backend", default="lerobot")
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--model", choices=["pi0", "pi05"], nargs="+", default=["pi05"])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--paths", nargs="+", default=["bench", "lerobot"], choices=["lerobot", "bench"])
+    parser.add_argument("--compile", action="store_true", help="also time bench's path under torch.compile")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--profile", metavar="PREFIX", help="write a kernel profile per model/path at the largest batch")
     parser.add_argument("--quick", action="store_true", help="tiny random model on CPU, batch 1 and 2")
     args = parser.parse_args()
     tiny = args.quick
     if args.quick:
         args.batch, args.device, args.dtype, args.iters = [1, 2], "cpu", "float32", 2
-    started = time.perf_counter()
-    backend = build_backend(args.model, args.backend, None, tiny=tiny, dtype=args.dtype, seed=0, device=args.device,
-                            random_init=not tiny)
-    print(f"machine: {platform.node()}; {args.model} ({'tiny' if tiny else 'full size'}, random weights) on "
-          f"{args.backend}/{args.device}/{args.dtype}; built in {time.perf_counter() - started:.1f} s; "
-          f"{args.iters} timed calls after 2 warm-up calls")
-    print("| model | batch | s per call | chunks/s |\n|---|---|---|---|")
-    rng = np.random.default_rng(0)
-    for batch in args.batch:
-        inputs = random_inputs(batch, backend.max_token_len, rng)
-        for _ in range(2):
-            backend.sample_actions(inputs)
-        t0 = time.perf_counter()
-        for _ in range(args.iters):
-            backend.sample_actions(inputs)  # returns numpy: the device work has finished
-        per_call = (time.perf_counter() - t0) / args.iters
-        print(f"| {args.model} | {batch} | {per_call:.3f} | {batch / per_call:.1f} |", flush=True)
+    ceiling = matmul_ceiling(args.device, args.dtype, size=1024 if tiny else 8192, iters=5 if tiny else 20)
+    print(f"{date.today()}, machine {platform.node()}; {args.device}/{args.dtype}; matmul ceiling "
+          f"{ceiling / 1e12:.1f} TFLOP/s ({'1024' if tiny else '8192'}^3 products)")
+    variants = [(path, False) for path in args.paths] + ([("bench", True)] if args.compile else [])
+    print("| model | path | batch | s per call | chunks/s | GFLOP per chunk | TFLOP/s | share of ceiling |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for model in args.model:
+        needed = None
+        for path, compiled in variants:
+            started = time.perf_counter()
+            backend = build_backend(model, "lerobot", None, tiny=tiny, dtype=args.dtype, seed=0, device=args.device,
+                                    random_init=not tiny, inference=path, compile=compiled)
+            built = time.perf_counter() - started
+            rng = np.random.default_rng(0)
+            flops = flops_per_chunk(backend, random_inputs(1, backend.max_token_len, rng))
+            if path == "bench" and needed is None:
+                needed = flops
+            name = path + ("+compile" if compiled else "")
+            for batch in args.batch:
+                inputs = random_inputs(batch, backend.max_token_len, rng)
+                per_call = time_call(backend, inputs, args.iters)
+                rate = batch / per_call
+                work = needed or flops  # the bench path's count: the work the model needs
+                print(f"| {model} | {name} | {batch} | {per_call:.3f} | {rate:.1f} | {flops / 1e9:.4g} | "
+                      f"{work * rate / 1e12:.3g} | {work * rate / ceiling:.0%} |", flush=True)
+            if args.profile:
+                profile(backend, inputs, f"{args.profile}-{model}-{name}-b{batch}.txt")
+            print(f"<!-- {model} {name}: built in {built:.1f} s -->", flush=True)
+            del backend
+            _free(args.device)
+
+
+def _free(device: str) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -150,3 +150,17 @@ def test_weights_that_do_not_fit_are_rejected(backend, tmp_path):
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match="could not load the weights"):
         LerobotPiBackend(backend.model_name, folder)
+
+
+def test_bench_inference_path_equals_lerobots_sample_actions(backend, inputs3):
+    """bench's path (absent cameras left out of the prefix, fused attention) computes lerobot's result: in float32
+    the two agree to rounding, with a camera absent from every row and one absent from a single row."""
+    noise = make_noise(3)
+    ours = backend.sample_actions(inputs3, noise=noise)
+    backend.inference = "lerobot"
+    try:
+        theirs = backend.sample_actions(inputs3, noise=noise)
+    finally:
+        backend.inference = "bench"
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    assert np.abs(theirs).max() > 0.1  # a real signal, not two zero tensors
