@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +31,8 @@ class ActionChunker:
         self._queues[slot].clear()
         self._dropped.add(slot)
 
-    def slots_needing_chunk(self, active: int) -> np.ndarray:
-        return np.array([s for s in range(active) if not self._queues[s] and s not in self._dropped], dtype=np.int64)
+    def slots_needing_chunk(self, slots: Sequence[int]) -> np.ndarray:
+        return np.array([s for s in slots if not self._queues[s] and s not in self._dropped], dtype=np.int64)
 
     def push(self, slots: np.ndarray, chunks: np.ndarray, policy: str) -> dict[int, str]:
         """Queues each slot's chunk; returns {slot: why} for the slots whose chunk is unusable (the wrong shape,
@@ -52,9 +53,10 @@ class ActionChunker:
             self.drop(slot)
         return bad
 
-    def pop(self, active: int) -> np.ndarray:
+    def pop(self, slots: Sequence[int]) -> np.ndarray:
+        """The next action of each of `slots` (rows in that order)."""
         return np.stack([self._queues[s].popleft() if s not in self._dropped else np.zeros(self.action_dim)
-                         for s in range(active)])
+                         for s in slots])
 
 
 # --- ManiSkill observations -> Pi0/Pi0.5 model inputs ----------------------------------------------------

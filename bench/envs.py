@@ -107,6 +107,7 @@ class BatchedEnvs(ABC):
     backend: str
     num_envs: int
     restarts: int = 0  # env workers replaced after dying
+    _active: int = 0  # slots of the current wave
 
     @abstractmethod
     def start_task(self, spec: TaskSpec) -> ActionBounds:
@@ -116,9 +117,21 @@ class BatchedEnvs(ABC):
     def reset(self, seeds: Sequence[int]) -> Obs:
         """Starts len(seeds) <= num_envs episodes, one per slot, from their pinned initial states."""
 
+    independent_slots: bool = False  # can a subset of the slots step while the others wait (lanes, see runner)
+
     @abstractmethod
-    def step(self, actions: np.ndarray) -> StepOutput:
-        """Steps the active slots with actions [k, action_dim]."""
+    def step_async(self, actions: np.ndarray, slots: Sequence[int]) -> None:
+        """Starts stepping `slots` (active ones) with actions [len(slots), action_dim]; `step_wait` collects."""
+
+    @abstractmethod
+    def step_wait(self, slots: Sequence[int]) -> StepOutput:
+        """The step started by `step_async(..., slots)`: rows in the order of `slots`."""
+
+    def step(self, actions: np.ndarray, slots: Sequence[int] | None = None) -> StepOutput:
+        """Steps `slots` (default: every active slot) with actions [len(slots), action_dim] and waits."""
+        slots = range(self._active) if slots is None else slots
+        self.step_async(actions, slots)
+        return self.step_wait(slots)
 
     @abstractmethod
     def render(self, slots: Sequence[int]) -> list[np.ndarray | None]:
@@ -138,12 +151,18 @@ class BatchedEnvs(ABC):
 # --- CPU physics: one ManiSkill env (num_envs=1) per worker process ---------------------------------------
 
 
-def _worker_main(conn) -> None:
+def _worker_main(conn, torch_threads: int | None) -> None:
     """Worker loop. Persistent across tasks so the ~20 s of imports are paid once per run, not per task.
 
     Ctrl-C reaches the whole process group; workers ignore it and let the driver shut them down in order.
+    ManiSkill computes observations with small torch ops; with torch's default of one thread per core in every
+    worker, N workers oversubscribe the cores N times over, so workers use `torch_threads` (default 1).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
     env = None
     while True:
         command, arg = conn.recv()
@@ -186,19 +205,22 @@ class CpuWorkerEnvs(BatchedEnvs):
     """
 
     backend = "cpu"
+    independent_slots = True
 
-    def __init__(self, num_envs: int):
+    def __init__(self, num_envs: int, torch_threads: int | None = 1):
         self.num_envs = num_envs
+        self._torch_threads = torch_threads
         self._active = 0
         self._spec: TaskSpec | None = None
         self._dead: dict[int, str] = {}
+        self._blank_obs: Obs = {}
         self._context = mp.get_context("spawn")
         self._workers = [self._spawn() for _ in range(num_envs)]
         self.restarts = 0
 
     def _spawn(self):
         parent, child = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child,), daemon=True)
+        process = self._context.Process(target=_worker_main, args=(child, self._torch_threads), daemon=True)
         process.start()
         child.close()
         return process, parent
@@ -206,11 +228,17 @@ class CpuWorkerEnvs(BatchedEnvs):
     def _call(self, slots: Sequence[int], command: str, args: Sequence) -> dict[int, object]:
         """Sends `command` to each slot's worker and gathers the replies. A worker that died is recorded in
         `_dead` and has no reply; errors raised inside a worker are raised here, after every reply is in."""
+        self._send(slots, command, args)
+        return self._gather(slots, command)
+
+    def _send(self, slots: Sequence[int], command: str, args: Sequence) -> None:
         for slot, arg in zip(slots, args):
             try:
                 self._workers[slot][1].send((command, arg))
             except (BrokenPipeError, OSError):
                 self._dead[slot] = f"CPU env worker {slot} died before '{command}'"
+
+    def _gather(self, slots: Sequence[int], command: str) -> dict[int, object]:
         replies, failure = {}, None
         for slot in slots:
             if slot in self._dead:
@@ -266,17 +294,19 @@ class CpuWorkerEnvs(BatchedEnvs):
             raise ValueError(f"reset needs 1..{self.num_envs} seeds, got {len(seeds)}")
         self._restart_dead()
         self._active = len(seeds)
-        return stack_obs(self._all(range(self._active), "reset", [int(s) for s in seeds]))
+        rows = self._all(range(self._active), "reset", [int(s) for s in seeds])
+        self._blank_obs = {key: np.zeros_like(value) for key, value in rows[0].items()}  # a dead slot's rows
+        return stack_obs(rows)
 
-    def step(self, actions: np.ndarray) -> StepOutput:
-        live = [s for s in range(self._active) if s not in self._dead]
-        replies = self._call(live, "step", [actions[s].astype(np.float32) for s in live])
-        if not replies:
-            raise RuntimeError("every CPU env worker of the wave died: " + "; ".join(self._dead.values()))
-        template = next(iter(replies.values()))[0]
-        blank = ({k: np.zeros_like(v) for k, v in template.items()}, 0.0, False)
-        obs, rewards, successes = zip(*(replies.get(s, blank) for s in range(self._active)))
-        failed = {s: why for s, why in self._dead.items() if s < self._active}
+    def step_async(self, actions: np.ndarray, slots: Sequence[int]) -> None:
+        live = [(s, a) for s, a in zip(slots, actions) if s not in self._dead]
+        self._send([s for s, _ in live], "step", [a.astype(np.float32) for _, a in live])
+
+    def step_wait(self, slots: Sequence[int]) -> StepOutput:
+        replies = self._gather([s for s in slots if s not in self._dead], "step")
+        blank = (self._blank_obs, 0.0, False)
+        obs, rewards, successes = zip(*(replies.get(s, blank) for s in slots))
+        failed = {s: self._dead[s] for s in slots if s in self._dead}
         return StepOutput(stack_obs(obs), np.array(rewards, np.float32), np.array(successes, bool), failed)
 
     def render(self, slots: Sequence[int]) -> list[np.ndarray | None]:
@@ -316,6 +346,7 @@ class GpuEnvs(BatchedEnvs):
         self._env = None
         self._oracle = None
         self._active = 0
+        self._actions: np.ndarray | None = None
 
     def start_task(self, spec: TaskSpec) -> ActionBounds:
         if spec.id in GEOMETRY_RANDOMIZED_TASKS:
@@ -345,11 +376,16 @@ class GpuEnvs(BatchedEnvs):
         obs, _ = self._env.reset(seed=[int(s) for s in padded], options={"reset_to_env_states": {"env_states": batched}})
         return {k: v[: self._active] for k, v in flatten_obs(obs).items()}
 
-    def step(self, actions: np.ndarray) -> StepOutput:
+    def step_async(self, actions: np.ndarray, slots: Sequence[int]) -> None:
+        if list(slots) != list(range(self._active)):
+            raise ValueError("GPU physics steps every sub-scene together: pass all active slots")
+        self._actions = actions
+
+    def step_wait(self, slots: Sequence[int]) -> StepOutput:
         import torch
 
-        full = np.zeros((self.num_envs, actions.shape[1]), np.float32)
-        full[: self._active] = actions
+        full = np.zeros((self.num_envs, self._actions.shape[1]), np.float32)
+        full[: self._active] = self._actions
         obs, reward, _, _, info = self._env.step(torch.as_tensor(full, device=self._env.unwrapped.device))
         k = self._active
         flat = {key: v[:k] for key, v in flatten_obs(obs).items()}

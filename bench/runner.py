@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -227,29 +228,49 @@ def _why(policy: Policy, error: Exception) -> str:
 
 
 def request_chunks(policy: Policy, chunker: ActionChunker, obs: Obs, slots: np.ndarray) -> dict[int, str]:
-    """One batched `act` for `slots`; if the policy raises, it is asked again one slot at a time, so only the
-    slots it fails on end in error. Returns {slot: why} for the slots dropped."""
+    """One batched `act` for `slots` (`obs` has their rows, in that order); if the policy raises, it is asked
+    again one slot at a time, so only the slots it fails on end in error. Returns {slot: why} for the slots
+    dropped. Touches only these slots' chunker queues, so it may run beside another lane's simulation."""
     try:
-        chunks = policy.act({key: value[slots] for key, value in obs.items()}, slots)
+        chunks = policy.act(obs, slots)
     except Exception as e:  # a policy bug or a lost server must not take the other episodes down
         if len(slots) == 1:
             chunker.drop(int(slots[0]))
             return {int(slots[0]): _why(policy, e)}
         failed = {}
-        for slot in slots:
-            failed.update(request_chunks(policy, chunker, obs, np.array([slot])))
+        for row, slot in enumerate(slots):
+            failed.update(request_chunks(policy, chunker, {k: v[row:row + 1] for k, v in obs.items()},
+                                         np.array([slot])))
         return failed
     return chunker.push(slots, chunks, policy.name)
 
 
+@dataclass
+class _Lane:
+    """Slots of a wave that step in lockstep. With two lanes, one lane's environments step while the policy
+    computes the other's chunks, so neither the simulator nor the model waits for the other."""
+
+    slots: np.ndarray
+    step: int = 0
+    simulating: bool = False  # a step is under way in its environments
+    querying: bool = False  # a policy call for it is under way
+
+
+def lanes_for(envs: BatchedEnvs, policy: Policy, k: int) -> int:
+    """Two lanes where slots can step on their own and the policy is worth overlapping with; else one."""
+    return 2 if envs.independent_slots and policy.overlap and k >= 2 else 1
+
+
 def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: TaskSpec, wave: list[Episode],
              bounds: tuple[np.ndarray, np.ndarray], retried: set[int], on_step=None,
-             videos: WaveVideos | None = None) -> WaveResult:
-    """Runs up to N pinned episodes in lockstep for the task's full step budget.
+             videos: WaveVideos | None = None, lanes: int = 1) -> WaveResult:
+    """Runs up to N pinned episodes for the task's full step budget, in `lanes` groups of slots that each step in
+    lockstep; one policy call at a time, on a helper thread, so that it overlaps the other lane's simulation.
 
-    An episode whose policy call fails ends as an `error` record (with the reason) while the others go on; one
-    whose env worker dies is handed back in `lost` to be run again, unless it already was (`retried`), then it
-    is an `error` too.
+    An episode's actions depend only on its own observations and noise, so how slots are grouped changes no
+    result. An episode whose policy call fails ends as an `error` record (with the reason) while the others go
+    on; one whose env worker dies is handed back in `lost` to be run again, unless it already was (`retried`),
+    then it is an `error` too.
     """
     started = time.perf_counter()
     k = len(wave)
@@ -258,6 +279,7 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
         policy.reset(slot, EpisodeContext(task, episode, *bounds))
         chunker.reset(slot)
     success_once = np.zeros(k, bool)
+    success_now = np.zeros(k, bool)
     first_success = np.full(k, -1)
     returns = np.zeros(k)
     errors: dict[int, str] = {}
@@ -265,27 +287,49 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
     policy_time = sim_time = 0.0
     if videos:
         videos.capture(envs.render, obs, 0, success_once, first_success)
-    for step in range(task.max_steps):
-        need = chunker.slots_needing_chunk(k)
-        if len(need):
+    groups = [_Lane(slots) for slots in np.array_split(np.arange(k), min(lanes, k))]
+    query = None  # (lane, future, start) of the policy call under way
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy") as pool:
+        while any(lane.step < task.max_steps for lane in groups):
+            for lane in groups:  # start what can start: a policy call (one at a time) or a step
+                if lane.step == task.max_steps or lane.simulating or lane.querying:
+                    continue
+                need = chunker.slots_needing_chunk(lane.slots)
+                if len(need) and query is None:
+                    lane.querying = True
+                    query = (lane, pool.submit(request_chunks, policy, chunker,
+                                               {key: value[need] for key, value in obs.items()}, need),
+                             time.perf_counter())
+                elif not len(need):
+                    envs.step_async(chunker.pop(lane.slots), lane.slots)
+                    lane.simulating = True
+            if query is not None and (query[1].done() or not any(lane.simulating for lane in groups)):
+                lane, future, t0 = query
+                errors.update(future.result())  # waits if nothing else can go on
+                policy_time += time.perf_counter() - t0
+                lane.querying, query = False, None
+                continue
+            lane = next(lane for lane in groups if lane.simulating)  # wait for a step under way
             t0 = time.perf_counter()
-            errors.update(request_chunks(policy, chunker, obs, need))
-            policy_time += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out = envs.step(chunker.pop(k))
-        sim_time += time.perf_counter() - t0
-        for slot, why in out.failed.items():
-            if slot not in died:
-                died[slot] = why
-                chunker.drop(slot)
-        returns += out.reward
-        first_success[out.success & ~success_once] = step + 1
-        success_once |= out.success
-        obs = out.obs
-        if videos:
-            videos.capture(envs.render, obs, step + 1, out.success, first_success)
-        if on_step:
-            on_step(k)
+            out = envs.step_wait(lane.slots)
+            sim_time += time.perf_counter() - t0
+            lane.simulating = False
+            lane.step += 1
+            slots = lane.slots
+            for slot, why in out.failed.items():
+                if slot not in died:
+                    died[slot] = why
+                    chunker.drop(slot)
+            returns[slots] += out.reward
+            first_success[slots[out.success & ~success_once[slots]]] = lane.step
+            success_once[slots] |= out.success
+            success_now[slots] = out.success
+            for key, value in out.obs.items():
+                obs[key][slots] = value
+            if videos:
+                videos.capture(envs.render, obs, lane.step, success_now, first_success, among=slots)
+            if on_step:
+                on_step(len(slots))
     wall = time.perf_counter() - started
     lost = [e for slot, e in enumerate(wave) if slot in died and e.index not in retried]
     for slot, why in died.items():
@@ -294,9 +338,10 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
     records = [
         {"task": task.id, "episode": e.index, "seed": e.seed, "status": "error" if i in errors else "ok",
          "error": errors.get(i), "success_once": bool(success_once[i]) and i not in errors,
-         "success_at_end": bool(out.success[i]) and i not in errors, "first_success_step": int(first_success[i]),
+         "success_at_end": bool(success_now[i]) and i not in errors, "first_success_step": int(first_success[i]),
          "steps": task.max_steps, "return": float(returns[i]), "wall_time_s": wall, "sim_time_s": sim_time,
-         "policy_time_s": policy_time, "wave_size": k, "retry": e.index in retried, "video": video_paths.get(i)}
+         "policy_time_s": policy_time, "wave_size": k, "lanes": len(groups), "retry": e.index in retried,
+         "video": video_paths.get(i)}
         for i, e in enumerate(wave) if e not in lost
     ]
     return WaveResult(records, lost)
@@ -402,7 +447,8 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
                 while queue:
                     wave, queue = queue[:num_envs], queue[num_envs:]
                     with WaveVideos(run_dir, task, wave, keep=config.video) as videos:
-                        result = run_wave(envs, policy, chunker, task, wave, bounds, retried, count_steps, videos)
+                        result = run_wave(envs, policy, chunker, task, wave, bounds, retried, count_steps, videos,
+                                          lanes_for(envs, policy, len(wave)))
                     for record in result.records:
                         writer.append({"run_id": run_id, "policy": preset.name, **record})
                         done += 1

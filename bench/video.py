@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -57,6 +56,8 @@ class EpisodeVideo:
     def add(self, frame: np.ndarray) -> None:
         if self._writer is None:
             self.folder.mkdir(parents=True, exist_ok=True)
+            import imageio_ffmpeg  # only runs that record video need the ffmpeg binary it ships
+
             self._writer = imageio_ffmpeg.write_frames(
                 str(self.partial), (frame.shape[1], frame.shape[0]), fps=self.fps, codec="libx264",
                 pix_fmt_out="yuv420p", macro_block_size=1,
@@ -88,11 +89,13 @@ class WaveVideos:
         self.videos = {slot: EpisodeVideo(folder, wave[slot].index, task.control_freq) for slot in self.slots}
 
     def capture(self, render: Callable[[list[int]], list[np.ndarray]], obs: dict[str, np.ndarray], step: int,
-                success: np.ndarray, first_success: np.ndarray) -> None:
-        """Adds a frame per recorded slot; `render(slots)` returns their third-person views."""
-        if not self.slots:
+                success: np.ndarray, first_success: np.ndarray, among: Sequence[int] | None = None) -> None:
+        """Adds a frame per recorded slot (of those in `among`, default all); `render(slots)` returns their
+        third-person views; `obs`, `success` and `first_success` have a row per slot of the wave."""
+        slots = [s for s in self.slots if among is None or s in among]
+        if not slots:
             return
-        for slot, view in zip(self.slots, render(self.slots)):
+        for slot, view in zip(slots, render(slots)):
             if view is None:  # its env worker died: the episode will be run again (and filmed again)
                 continue
             cameras = [obs[f"sensor_data/{camera}/rgb"][slot] for camera in self.task.cameras]

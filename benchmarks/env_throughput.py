@@ -19,10 +19,10 @@ from bench.envs import CpuWorkerEnvs, GpuEnvs, gpu_physics_status
 from bench.tasks import episodes_for, load_suite
 
 
-def measure(backend: str, num_envs: int, task_id: str, steps: int) -> dict:
+def measure(backend: str, num_envs: int, task_id: str, steps: int, torch_threads: int | None = 1) -> dict:
     spec = load_suite().tasks[task_id]
     started = time.perf_counter()
-    envs = CpuWorkerEnvs(num_envs) if backend == "cpu" else GpuEnvs(num_envs)
+    envs = CpuWorkerEnvs(num_envs, torch_threads) if backend == "cpu" else GpuEnvs(num_envs)
     with envs:
         low, _ = envs.start_task(spec)
         envs.reset([e.seed for e in episodes_for(task_id, 0, num_envs)])
@@ -44,6 +44,8 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--task", default="PickCube-v1")
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--worker-threads", type=int, default=1,
+                        help="torch threads per CPU worker (0: torch's default, one per core)")
     parser.add_argument("--quick", action="store_true", help="one CPU point, N=2, 10 steps (about a minute)")
     args = parser.parse_args()
     if args.quick:
@@ -57,7 +59,7 @@ def main() -> None:
           f"{args.steps} lockstep steps after 3 warm-up steps")
     print("| backend | N | env steps/s | ms per lockstep step | startup s |\n|---|---|---|---|---|")
     for n in args.num_envs:
-        r = measure(args.backend, n, args.task, args.steps)
+        r = measure(args.backend, n, args.task, args.steps, args.worker_threads or None)
         print(f"| {r['backend']} | {n} | {r['steps_per_s']:.1f} | {r['lockstep_ms']:.1f} | {r['startup_s']:.1f} |",
               flush=True)
 

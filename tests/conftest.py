@@ -13,7 +13,7 @@ from bench.cli import main
 from bench.results import read_episodes, read_manifest
 from bench.tasks import DEFAULT_TASKS_DIR
 
-TIMING_COLUMNS = ["wall_time_s", "sim_time_s", "policy_time_s", "run_id"]
+TIMING_COLUMNS = ["wall_time_s", "sim_time_s", "policy_time_s", "lanes", "run_id"]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ class FaultyRandom(RandomPolicy):
     stay exactly those of the plain random policy."""
 
     name = "faulty"
+    overlap = True  # runs in two lanes, so the fault tests also check that lanes change no result
 
     def __init__(self, num_slots: int, seed: int = 0, raise_on: tuple = (), nan_on: tuple = ()):
         super().__init__(num_slots, seed)
@@ -35,6 +36,7 @@ class WorkerKiller(RandomPolicy):
     dying mid-wave, at a moment the test controls."""
 
     name = "worker-killer"
+    overlap = True
 
     def __init__(self, num_slots: int, seed: int = 0, kill_at: int = 2):
         super().__init__(num_slots, seed)

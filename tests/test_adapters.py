@@ -68,10 +68,10 @@ def test_action_chunker_queues_are_per_slot():
     chunker = ActionChunker(num_slots=2, replan_steps=3, action_dim=2)
     chunks = np.arange(2 * 5 * 2, dtype=float).reshape(2, 5, 2)
     assert chunker.push(np.array([0, 1]), chunks, policy="p") == {}
-    first = chunker.pop(2)
+    first = chunker.pop(range(2))
     np.testing.assert_array_equal(first, chunks[:, 0])
     chunker.reset(1)  # slot 1 starts a new episode: slot 0 keeps its queue
-    np.testing.assert_array_equal(chunker.slots_needing_chunk(2), [1])
+    np.testing.assert_array_equal(chunker.slots_needing_chunk(range(2)), [1])
 
 
 def test_action_chunker_drops_only_the_slots_with_invalid_chunks():
@@ -81,10 +81,10 @@ def test_action_chunker_drops_only_the_slots_with_invalid_chunks():
     chunks[2, 0, 1] = np.inf
     bad = chunker.push(np.array([0, 1, 2]), chunks, policy="p")
     assert bad == {1: "policy 'p' returned NaN or infinite actions", 2: "policy 'p' returned NaN or infinite actions"}
-    np.testing.assert_array_equal(chunker.pop(3), [[1, 1], [0, 0], [0, 0]])  # dropped slots hold still
-    chunker.pop(3)
-    np.testing.assert_array_equal(chunker.slots_needing_chunk(3), [0])  # dropped slots ask for nothing more
+    np.testing.assert_array_equal(chunker.pop(range(3)), [[1, 1], [0, 0], [0, 0]])  # dropped slots hold still
+    chunker.pop(range(3))
+    np.testing.assert_array_equal(chunker.slots_needing_chunk(range(3)), [0])  # dropped slots ask for nothing more
     chunker.reset(2)  # a new episode in slot 2 takes chunks again
-    np.testing.assert_array_equal(chunker.slots_needing_chunk(3), [0, 2])
+    np.testing.assert_array_equal(chunker.slots_needing_chunk(range(3)), [0, 2])
     bad = chunker.push(np.array([0, 2]), np.zeros((2, 4, 3)), policy="p")
     assert set(bad) == {0, 2} and "expected [2, horizon, 2]" in bad[0]

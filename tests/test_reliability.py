@@ -19,7 +19,7 @@ from bench.results import read_episodes, read_manifest
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-TIMING = ["wall_time_s", "sim_time_s", "policy_time_s", "wave_size", "retry", "run_id", "policy"]
+TIMING = ["wall_time_s", "sim_time_s", "policy_time_s", "wave_size", "lanes", "retry", "run_id", "policy"]
 
 
 def args(short_tasks: Path, output: Path, run_id: str, *extra: str) -> list[str]:

@@ -39,6 +39,9 @@ class Policy(ABC):
     """Batched policy: `act` maps n observations to n action chunks [n, horizon, action_dim]."""
 
     name: str = "policy"
+    overlap: bool = False
+    """True when `act` mostly waits on a GPU or a server: the runner then simulates one half of the env slots
+    while the policy works for the other half. Policies that compute on the driver's CPU leave it False."""
 
     @abstractmethod
     def describe(self) -> dict:

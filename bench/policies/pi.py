@@ -111,6 +111,8 @@ def _torch_device(device: str) -> str:
 class PiPolicy(Policy):
     """Pi0 or Pi0.5; parameters come from a preset (policies/pi0.toml, pi05.toml) and the command line."""
 
+    overlap = True  # the network runs in torch/XLA kernels that release the GIL: simulate beside them
+
     def __init__(self, num_slots: int, seed: int = 0, model: str = "pi05", backend: str = "auto",
                  checkpoint: str | None = None, tokenizer: str | None = None, norm_stats: str | None = None,
                  asset_id: str | None = None, cameras: dict[str, str] | None = None, state_layout: str = "qpos8",

@@ -26,6 +26,7 @@ LIBERO_KEYS = {
 
 class RemotePolicy(Policy):
     name = "remote"
+    overlap = True  # act waits for the server
 
     def __init__(self, num_slots: int, seed: int = 0, server: str = "ws://127.0.0.1:8000",
                  keys: dict[str, str] | None = None, image_size: int = 224, connect_timeout_s: float = 10.0,
