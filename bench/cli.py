@@ -1,4 +1,4 @@
-"""Command line: `bench run | compare | tasks | policies | leaderboard | report` (tyro subcommands)."""
+"""Command line: `bench run | compare | tasks | policies | leaderboard | report | doctor` (tyro subcommands)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from bench.compare import (LEGEND, compare, comparison_display, load_run, print_
                            to_markdown_report)
 from bench.errors import BenchError
 from bench.html_report import REPORT, ComparisonSection, write_report
-from bench.policies import DEFAULT_PRESETS_DIR, plugins, presets
+from bench.doctor import diagnose
+from bench.policies import DEFAULT_PRESETS_DIR, plugins, presets, resolve_preset
 from bench.report import latest_episodes, leaderboard, leaderboard_display, print_table, to_markdown
 from bench.runner import RunConfig, run_repeats
 from bench.tasks import DEFAULT_TASKS_DIR, load_suite
@@ -158,6 +159,26 @@ def report_command(root: Annotated[Path, tyro.conf.Positional] = Path("results")
     return 0
 
 
+def doctor_command(policy: str | None = None, presets_dir: Path = DEFAULT_PRESETS_DIR) -> int:
+    """What this machine can run (Vulkan rendering, GPU physics, CUDA for torch and JAX, memory) and the --num-envs
+    to start from. Exits 1 when rendering, which every run needs, does not work.
+
+    Args:
+        policy: Policy preset to size --num-envs for (e.g. pi05); default: no policy limit.
+    """
+    model = None
+    if policy is not None:
+        preset = resolve_preset(policy, presets_dir)
+        model = preset.params.get("model") if preset.plugin == "pi" else None
+    checks, num_envs, why = diagnose(model)
+    marks = {True: "[green]ok[/]", False: "[red]no[/]", None: "-"}
+    rows = [(c.name, marks[c.ok], c.detail) for c in checks]
+    print_table(pd.DataFrame(rows, columns=["check", "", "detail"]), "bench doctor", console)
+    console.print(f"recommended: [bold]--num-envs {num_envs}[/]{f' for {policy}' if policy else ''}: {why}",
+                  highlight=False)
+    return 0 if checks[0].ok else 1
+
+
 COMMANDS = {
     "run": run_command,
     "compare": compare_command,
@@ -165,6 +186,7 @@ COMMANDS = {
     "policies": policies_command,
     "leaderboard": leaderboard_command,
     "report": report_command,
+    "doctor": doctor_command,
 }
 
 

@@ -393,9 +393,6 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
         norm_stats=config.norm_stats)
     ensure_writable(config.output)
     num_envs = min(config.num_envs, config.episodes)
-    policy = build_policy(preset, num_slots=num_envs, seed=config.seed)
-    for task in tasks:
-        policy.check_task(task)
     run_id = config.run_id or new_run_id(preset.name)
     run_dir = config.output / run_id
     if previous is None and run_dir.exists():
@@ -408,7 +405,14 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
     total = len(tasks) * config.episodes
     allowed_errors = int(config.max_error_share * total)
 
-    envs, backend_reason = open_envs(config.sim_backend, num_envs)
+    envs, backend_reason = open_envs(config.sim_backend, num_envs)  # CPU workers start up while the policy builds
+    try:
+        policy = build_policy(preset, num_slots=num_envs, seed=config.seed)
+        for task in tasks:
+            policy.check_task(task)
+    except BaseException:
+        envs.close()
+        raise
     todo = sum(map(len, pending.values()))
     verb = f"resuming ({total - todo} of {total} episodes already finished)" if previous else "running"
     console.print(f"[bold]bench[/] {run_id}: {verb}, policy {preset.name}, {len(tasks)} task(s) x {config.episodes} "

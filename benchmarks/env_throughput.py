@@ -15,14 +15,15 @@ import time
 
 import numpy as np
 
-from bench.envs import CpuWorkerEnvs, GpuEnvs, gpu_physics_status
+from bench.envs import OBS_MODE, CpuWorkerEnvs, GpuEnvs, gpu_physics_status
 from bench.tasks import episodes_for, load_suite
 
 
-def measure(backend: str, num_envs: int, task_id: str, steps: int, torch_threads: int | None = 1) -> dict:
+def measure(backend: str, num_envs: int, task_id: str, steps: int, torch_threads: int | None = 1,
+            obs_mode: str = OBS_MODE) -> dict:
     spec = load_suite().tasks[task_id]
     started = time.perf_counter()
-    envs = CpuWorkerEnvs(num_envs, torch_threads) if backend == "cpu" else GpuEnvs(num_envs)
+    envs = CpuWorkerEnvs(num_envs, torch_threads, obs_mode) if backend == "cpu" else GpuEnvs(num_envs)
     with envs:
         low, _ = envs.start_task(spec)
         envs.reset([e.seed for e in episodes_for(task_id, 0, num_envs)])
@@ -46,6 +47,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--worker-threads", type=int, default=1,
                         help="torch threads per CPU worker (0: torch's default, one per core)")
+    parser.add_argument("--obs-mode", default=OBS_MODE,
+                        help="CPU workers only: state_dict measures physics without rendering")
     parser.add_argument("--quick", action="store_true", help="one CPU point, N=2, 10 steps (about a minute)")
     args = parser.parse_args()
     if args.quick:
@@ -55,11 +58,12 @@ def main() -> None:
         if not ok:
             print(f"GPU physics cannot start: {why}")
             return
-    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}; task {args.task}, "
-          f"{args.steps} lockstep steps after 3 warm-up steps")
+    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}; task {args.task}, obs mode "
+          f"{args.obs_mode}, {args.worker_threads or 'default'} torch thread(s) per worker, {args.steps} lockstep "
+          "steps after 3 warm-up steps")
     print("| backend | N | env steps/s | ms per lockstep step | startup s |\n|---|---|---|---|---|")
     for n in args.num_envs:
-        r = measure(args.backend, n, args.task, args.steps, args.worker_threads or None)
+        r = measure(args.backend, n, args.task, args.steps, args.worker_threads or None, args.obs_mode)
         print(f"| {r['backend']} | {n} | {r['steps_per_s']:.1f} | {r['lockstep_ms']:.1f} | {r['startup_s']:.1f} |",
               flush=True)
 

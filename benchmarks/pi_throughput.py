@@ -8,8 +8,8 @@ each inference path), the measured matmul ceiling (a large bf16 matrix product),
 size the time of one batched `sample_actions` call, chunks/s and the share of the ceiling that rate reaches
 (FLOPs per chunk of bench's path x chunks/s / ceiling: the work the model needs, whatever path does it).
 Inference paths: `lerobot` (lerobot's own sample_actions, SigLIP in float32 as lerobot keeps it) and `bench`
-(bf16 throughout, absent cameras skipped, fused attention; see LerobotPiBackend._bench_sample); `--compile` adds
-`bench+compile` (torch.compile).
+(bf16 throughout, absent cameras skipped, keys and values updated in place, fused attention other than cuDNN's;
+see LerobotPiBackend._bench_sample), what `bench run` uses.
 
 Random weights: throughput does not depend on the values. Inputs are random images, state and tokens at the
 model's full prompt length, two cameras present and one absent as in bench's ManiSkill tasks.
@@ -69,13 +69,20 @@ def flops_per_chunk(backend, inputs: PiInputs) -> int:
     return counter.get_total_flops()
 
 
-def time_call(backend, inputs: PiInputs, iters: int) -> float:
+def time_call(backend, inputs: PiInputs, iters: int, device: str) -> tuple[float, float]:
+    """(s per call, peak GPU memory GiB during the calls; 0 on CPU)."""
+    import torch
+
     for _ in range(2):  # warm-up: allocator, cuDNN/cuBLAS heuristics, compilation
         backend.sample_actions(inputs)
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for _ in range(iters):
         backend.sample_actions(inputs)  # returns numpy: the device work has finished
-    return (time.perf_counter() - t0) / iters
+    per_call = (time.perf_counter() - t0) / iters
+    return per_call, torch.cuda.max_memory_allocated() / 1024**3 if cuda else 0.0
 
 
 def profile(backend, inputs: PiInputs, path: str) -> None:
@@ -93,7 +100,6 @@ def main() -> None:
     parser.add_argument("--model", choices=["pi0", "pi05"], nargs="+", default=["pi05"])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--paths", nargs="+", default=["bench", "lerobot"], choices=["lerobot", "bench"])
-    parser.add_argument("--compile", action="store_true", help="also time bench's path under torch.compile")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--iters", type=int, default=5)
@@ -106,31 +112,29 @@ def main() -> None:
     ceiling = matmul_ceiling(args.device, args.dtype, size=1024 if tiny else 8192, iters=5 if tiny else 20)
     print(f"{date.today()}, machine {platform.node()}; {args.device}/{args.dtype}; matmul ceiling "
           f"{ceiling / 1e12:.1f} TFLOP/s ({'1024' if tiny else '8192'}^3 products)")
-    variants = [(path, False) for path in args.paths] + ([("bench", True)] if args.compile else [])
-    print("| model | path | batch | s per call | chunks/s | GFLOP per chunk | TFLOP/s | share of ceiling |\n"
-          "|---|---|---|---|---|---|---|---|")
+    print("| model | path | batch | s per call | chunks/s | GFLOP per chunk | TFLOP/s | share of ceiling | peak GiB |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for model in args.model:
         needed = None
-        for path, compiled in variants:
+        for path in args.paths:
             started = time.perf_counter()
             backend = build_backend(model, "lerobot", None, tiny=tiny, dtype=args.dtype, seed=0, device=args.device,
-                                    random_init=not tiny, inference=path, compile=compiled)
+                                    random_init=not tiny, inference=path)
             built = time.perf_counter() - started
             rng = np.random.default_rng(0)
             flops = flops_per_chunk(backend, random_inputs(1, backend.max_token_len, rng))
             if path == "bench" and needed is None:
                 needed = flops
-            name = path + ("+compile" if compiled else "")
             for batch in args.batch:
                 inputs = random_inputs(batch, backend.max_token_len, rng)
-                per_call = time_call(backend, inputs, args.iters)
+                per_call, peak = time_call(backend, inputs, args.iters, args.device)
                 rate = batch / per_call
                 work = needed or flops  # the bench path's count: the work the model needs
-                print(f"| {model} | {name} | {batch} | {per_call:.3f} | {rate:.1f} | {flops / 1e9:.4g} | "
-                      f"{work * rate / 1e12:.3g} | {work * rate / ceiling:.0%} |", flush=True)
+                print(f"| {model} | {path} | {batch} | {per_call:.3f} | {rate:.1f} | {flops / 1e9:.4g} | "
+                      f"{work * rate / 1e12:.3g} | {work * rate / ceiling:.0%} | {peak:.1f} |", flush=True)
             if args.profile:
-                profile(backend, inputs, f"{args.profile}-{model}-{name}-b{batch}.txt")
-            print(f"<!-- {model} {name}: built in {built:.1f} s -->", flush=True)
+                profile(backend, inputs, f"{args.profile}-{model}-{path}-b{batch}.txt")
+            print(f"<!-- {model} {path}: built in {built:.1f} s -->", flush=True)
             del backend
             _free(args.device)
 

@@ -47,7 +47,7 @@ class WorkerKiller(RandomPolicy):
 
         self.calls += 1
         if self.calls == self.kill_at:
-            workers = [p for p in psutil.Process().children()
-                       if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+            workers = [p for p in psutil.Process().children(recursive=True)  # env workers: the forkserver's children
+                       if "forkserver" in " ".join(p.parent().cmdline())]
             max(workers, key=lambda p: p.create_time()).kill()
         return super().act(obs, slots)

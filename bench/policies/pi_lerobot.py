@@ -141,8 +141,7 @@ class LerobotPiBackend:
     and image resizing are done by bench's adapters before, un-normalization after)."""
 
     def __init__(self, model: str, checkpoint: Path | None = None, *, tiny: bool = False, dtype: str = "float32",
-                 device: str = "cpu", seed: int = 0, random_init: bool = False, inference: str = "bench",
-                 compile: bool = False):
+                 device: str = "cpu", seed: int = 0, random_init: bool = False, inference: str = "bench"):
         import torch
 
         if inference not in INFERENCE_PATHS:
@@ -185,10 +184,6 @@ class LerobotPiBackend:
         self.inference = inference
         if inference == "bench" and dtype == "bfloat16":
             self._vision_in_bf16()
-        self._sample = self._bench_sample
-        if compile:
-            self._sample = torch.compile(self._bench_sample, dynamic=False)
-        self.compiled = compile
 
     def _load(self, path: Path, model: str, policy_cls, mod, dtype: str, device: str):
         from lerobot.configs import PreTrainedConfig
@@ -290,9 +285,14 @@ class LerobotPiBackend:
                 actions = self.policy.model.sample_actions(images, masks, lang_tokens, lang_masks, *state_arg,
                                                            noise=noise_t)
             else:
+                from torch.nn.attention import SDPBackend, sdpa_kernel
+
                 present = [i for i, m in enumerate(masks) if bool(m.any())]  # one host sync, before the GPU work
-                actions = self._sample([images[i] for i in present], [masks[i] for i in present], lang_tokens,
-                                       lang_masks, state_t, noise_t)
+                # not cuDNN's attention: it failed ("mha_graph.execute") on the GPU machine in a process that also
+                # renders with SAPIEN, as a reference loop or GPU physics does
+                with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+                    actions = self._bench_sample([images[i] for i in present], [masks[i] for i in present], lang_tokens,
+                                           lang_masks, state_t, noise_t)
         return actions.to(torch.float32).cpu().numpy()
 
     def _vision_in_bf16(self) -> None:
@@ -311,10 +311,12 @@ class LerobotPiBackend:
 
     def _bench_sample(self, images, masks, lang_tokens, lang_masks, state, noise):
         """lerobot's `sample_actions` (same prefix, same cached keys and values reused by every denoising step,
-        same Euler steps from t=1 to 0), with two changes that leave the result unchanged:
+        same Euler steps from t=1 to 0), with changes that leave the result unchanged:
         - cameras absent from every row of the batch are left out of the prefix: their tokens are masked out of
           attention and do not advance the position ids, so they only cost SigLIP and Gemma work;
-        - the prefix pass uses PyTorch's fused scaled-dot-product attention instead of the eager softmax.
+        - the prefix's keys and values sit in one buffer with room for the action tokens (`_ChunkCache`), which
+          each denoising step overwrites in place; lerobot copies the whole cache every step and appends to it;
+        - attention is PyTorch's fused scaled-dot-product kernel instead of the eager softmax.
         """
         import torch
         from lerobot.policies.common.vla_utils import make_att_2d_masks
@@ -325,15 +327,34 @@ class LerobotPiBackend:
         attention = make_att_2d_masks(prefix_pad, prefix_att)[:, None]  # bool [B, 1, L, L]: True = may attend
         positions = torch.cumsum(prefix_pad, dim=1) - 1
         pwe.paligemma.model.language_model.config._attn_implementation = "sdpa"
-        _, cache = pwe.forward(attention_mask=attention, position_ids=positions, past_key_values=None,
-                               inputs_embeds=[prefix_embs, None], use_cache=True)
+        pwe.gemma_expert.model.config._attn_implementation = "sdpa"
+        cache = _ChunkCache()
+        pwe.forward(attention_mask=attention, position_ids=positions, past_key_values=cache,
+                    inputs_embeds=[prefix_embs, None], use_cache=True)
+        prefix_len = positions[:, -1:] + 1  # prefix tokens that count, per row
         dt = -1.0 / self.num_steps
         x = noise
         for step in range(self.num_steps):
             time = torch.full((x.shape[0],), 1.0 + step * dt, dtype=torch.float32, device=x.device)
-            state_arg = () if state is None else (state,)
-            x = x + dt * model.denoise_step(*state_arg, prefix_pad, cache, x, time)
+            x = x + dt * self._velocity(cache, prefix_pad, prefix_len, state, x, time)
         return x
+
+    def _velocity(self, cache, prefix_pad, prefix_len, state, x, time):
+        """One denoising step: the action expert attends to the cached prefix and to the action tokens."""
+        import torch
+        from lerobot.policies.common.vla_utils import make_att_2d_masks
+
+        model = self.policy.model
+        state_arg = () if state is None else (state,)  # pi0 embeds the state as the first action-expert token
+        suffix_embs, suffix_pad, suffix_att, adarms_cond = model.embed_suffix(*state_arg, x, time)
+        batch, suffix_len = suffix_pad.shape
+        attention = torch.cat([prefix_pad[:, None, :].expand(batch, suffix_len, prefix_pad.shape[1]),
+                               make_att_2d_masks(suffix_pad, suffix_att)], dim=2)[:, None]
+        positions = prefix_len + torch.cumsum(suffix_pad, dim=1) - 1
+        (_, suffix_out), _ = model.paligemma_with_expert.forward(
+            attention_mask=attention, position_ids=positions, past_key_values=cache,
+            inputs_embeds=[None, suffix_embs], use_cache=False, adarms_cond=[None, adarms_cond])
+        return model.action_out_proj(suffix_out[:, -self.action_horizon:].to(torch.float32))
 
     # -- identity / persistence ------------------------------------------------------------------------------------
 
@@ -347,3 +368,32 @@ class LerobotPiBackend:
         self.policy.save_pretrained(path)
         if self._arch is not None:
             (path / TINY_ARCH_FILE).write_text(json.dumps(self._arch, indent=2))
+
+
+class _ChunkCache:
+    """Keys and values per layer for one chunk: the prefix's, written once, then the action tokens' of the
+    current denoising step, overwritten in place by the next. It implements the two methods of transformers'
+    Cache that Gemma calls (`update`, `get_seq_length`); the first `update` of a layer is the prefix pass."""
+
+    def __init__(self):
+        self.keys: list = []
+        self.values: list = []
+        self.prefix_len = 0
+
+    def update(self, key, value, layer_idx: int, cache_kwargs=None):
+        import torch
+
+        if layer_idx == len(self.keys):  # the prefix pass
+            self.prefix_len = key.shape[2]
+            self.keys.append(key)
+            self.values.append(value)
+        elif self.keys[layer_idx].shape[2] != self.prefix_len + key.shape[2]:  # first step: make room, once
+            self.keys[layer_idx] = torch.cat([self.keys[layer_idx], key], dim=2)
+            self.values[layer_idx] = torch.cat([self.values[layer_idx], value], dim=2)
+        else:
+            self.keys[layer_idx][:, :, self.prefix_len:] = key
+            self.values[layer_idx][:, :, self.prefix_len:] = value
+        return self.keys[layer_idx], self.values[layer_idx]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.prefix_len

@@ -1,0 +1,131 @@
+"""`bench doctor`: what this machine can run (rendering, GPU physics, CUDA for torch and JAX, memory, cores) and
+the --num-envs to start from for a policy.
+
+Each probe that could crash the process (Vulkan, PhysX GPU, JAX) runs in a subprocess; nothing here allocates
+GPU memory beyond torch's CUDA context.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from bench.envs import NO_VULKAN_FIX, NO_VULKAN_MESSAGES, gpu_physics_status, physx_gpu_library
+
+GIB = 1024**3
+# Measured (benchmarks/README.md): resident memory of one CPU env worker (PickCube-v1, two 224x224 cameras), and per
+# Pi model in bf16 on bench's inference path, peak GPU memory at batch 1 and the growth per extra batch row.
+WORKER_RAM_GIB = 1.4
+PI_GPU_GIB = {"pi0": (7.6, 0.075), "pi05": (8.1, 0.09)}
+WORKERS_PER_CORE = 2  # 32 workers on 16 cores: 86.6 env steps/s in episodes against 72.9 for 16 (Pi0.5 run)
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool | None  # None: informational
+    detail: str
+
+
+@dataclass
+class Machine:
+    cores: int
+    ram_available_gib: float
+    cuda: bool
+    gpu_free_gib: float | None
+    gpu_physics: bool
+
+
+def _probe(code: str, env: dict | None = None, timeout: float = 120) -> tuple[bool, str]:
+    """Runs `code` in a fresh interpreter: (exit code 0, last line of stdout or of stderr)."""
+    try:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                                env={**os.environ, **(env or {})})
+    except subprocess.TimeoutExpired:
+        return False, f"no answer in {timeout:.0f} s"
+    lines = (result.stdout if result.returncode == 0 else result.stderr or result.stdout).strip().splitlines()
+    return result.returncode == 0, lines[-1] if lines else f"exit code {result.returncode}"
+
+
+def vulkan_check() -> Check:
+    ok, line = _probe("import json, sapien; sapien.render.RenderSystem(); summary = sapien.render.get_device_summary(); "
+                      "print(json.dumps([l for l in summary.splitlines() if l and not l[0].isspace()]))")
+    if not ok:
+        return Check("Vulkan rendering", False,
+                     NO_VULKAN_FIX if any(m in line for m in NO_VULKAN_MESSAGES) else f"SAPIEN failed: {line}")
+    names = json.loads(line)
+    software = any("llvmpipe" in name for name in names)
+    note = "; software rendering on the CPU (lavapipe): expect ~6 env steps/s per core" if software else ""
+    return Check("Vulkan rendering", bool(names), (", ".join(names) or NO_VULKAN_FIX) + note)
+
+
+def gpu_physics_check() -> Check:
+    ok, why = gpu_physics_status()
+    if ok:
+        return Check("GPU physics (PhysX)", True, f"{why}: --sim-backend auto uses it")
+    import sapien
+
+    library = physx_gpu_library()
+    how = ("" if library.is_file() else
+           "; to place it offline, download https://github.com/sapien-sim/physx-precompiled/releases/download/"
+           f"{sapien.physx.version()}/linux-so.zip on a machine with internet and unzip its libPhysXGpu_64.so "
+           f"to {library}")
+    return Check("GPU physics (PhysX)", False, f"{why}{how}; runs use CPU physics workers")
+
+
+def torch_check() -> tuple[Check, float | None]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return Check("CUDA for torch", False, f"torch {torch.__version__}: no CUDA device (Pi models run on CPU, "
+                                              "slowly)"), None
+    free, total = torch.cuda.mem_get_info()
+    name = torch.cuda.get_device_name()
+    return Check("CUDA for torch", True, f"{name}, {free / GIB:.1f} of {total / GIB:.1f} GiB free "
+                                         f"(torch {torch.__version__})"), free / GIB
+
+
+def jax_check() -> Check:
+    if importlib.util.find_spec("jax") is None:
+        return Check("CUDA for JAX", None, "JAX not installed here (openpi checkpoints run from .venv-openpi)")
+    ok, line = _probe("import jax; print(', '.join(sorted({d.platform for d in jax.devices()})))",
+                      env={"XLA_PYTHON_CLIENT_PREALLOCATE": "false"})
+    if not ok:
+        return Check("CUDA for JAX", False, f"JAX failed to start: {line}")
+    return Check("CUDA for JAX", "gpu" in line or "cuda" in line, f"JAX devices: {line}")
+
+
+def _ram_available_gib() -> float:
+    with open("/proc/meminfo") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["MemAvailable"].split()[0]) * 1024 / GIB
+
+
+def recommend_num_envs(machine: Machine, model: str | None) -> tuple[int, str]:
+    """Env slots for a run: CPU workers bounded by cores and RAM, and for Pi models on CUDA by the GPU memory of
+    one lane's batch (the runner's two lanes each query the policy for half the slots)."""
+    if machine.gpu_physics:
+        return 64, "GPU physics: sub-scenes are cheap; raise it while env steps/s grows (benchmarks/env_throughput.py)"
+    limits = {"cores": WORKERS_PER_CORE * machine.cores, "RAM": int(machine.ram_available_gib * 0.8 / WORKER_RAM_GIB)}
+    if model in PI_GPU_GIB and machine.cuda and machine.gpu_free_gib is not None:
+        weights, per_row = PI_GPU_GIB[model]
+        limits["GPU memory"] = 2 * int((machine.gpu_free_gib * 0.9 - weights) / per_row)
+    name, value = min(limits.items(), key=lambda item: item[1])
+    reasons = ", ".join(f"{k} {v}" for k, v in limits.items())
+    return max(1, value), f"the smallest of the limits ({reasons}): {name}"
+
+
+def diagnose(model: str | None) -> tuple[list[Check], int, str]:
+    cores = len(os.sched_getaffinity(0))
+    checks = [vulkan_check(), gpu_physics_check()]
+    torch_result, gpu_free = torch_check()
+    checks += [torch_result, jax_check()]
+    ram = _ram_available_gib()
+    checks.append(Check("CPU and memory", None, f"{cores} usable cores, {ram:.1f} GiB RAM available"))
+    machine = Machine(cores, ram, torch_result.ok, gpu_free, checks[1].ok)
+    num_envs, why = recommend_num_envs(machine, model)
+    return checks, num_envs, why

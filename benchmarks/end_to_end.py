@@ -1,0 +1,126 @@
+"""The harness against the sequential loop people write by hand, on the same tasks and episodes, in one process.
+
+    python benchmarks/end_to_end.py --policy benchmarks/pi05-random.toml --tokenizer T --norm-stats N \\
+        --tasks PickCube-v1,PushCube-v1 --episodes 32 --num-envs 32          # GPU machine, full-size Pi0.5
+    python benchmarks/end_to_end.py --quick                                  # tiny Pi0.5 on CPU, about a minute
+
+Reference loop: one ManiSkill env in this process (CPU physics, the same task spec), batch-1 inference with the
+same policy object, one query per executed chunk (`--replan-steps` actions of each chunk, as the harness). The
+harness: `bench run` with --num-envs env slots (worker processes, batched inference, two lanes overlapping
+simulation and inference). Both run the same pinned episodes, so their success flags must agree; the ratio of
+their wall times (everything from building the policy to the last episode) is the speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from bench.envs import flatten_obs, make_maniskill_env
+from bench.policies import EpisodeContext, build_policy, resolve_preset
+from bench.runner import RunConfig, run
+from bench.tasks import DEFAULT_TASKS_DIR, episodes_for, load_suite
+
+
+def reference_loop(config: RunConfig) -> tuple[float, dict[tuple[str, int], bool]]:
+    """(wall s, {(task, episode): success_once}) of the hand-written loop: one env, batch 1, one query per chunk."""
+    started = time.perf_counter()
+    suite = load_suite(config.tasks_dir)
+    preset = resolve_preset(config.policy, config.presets_dir).with_overrides(
+        tokenizer=config.tokenizer, norm_stats=config.norm_stats)
+    policy = build_policy(preset, num_slots=1, seed=config.seed)
+    success = {}
+    for task in suite.resolve(config.tasks):
+        env = make_maniskill_env(task, num_envs=1, sim_backend="physx_cpu")
+        low, high = (bound.reshape(-1) for bound in (env.action_space.low, env.action_space.high))
+        for episode in episodes_for(task.id, config.seed, config.episodes):
+            obs, _ = env.reset(seed=episode.seed)
+            policy.reset(0, EpisodeContext(task, episode, low, high))
+            queue: list[np.ndarray] = []
+            succeeded = False
+            for _ in range(task.max_steps):
+                if not queue:
+                    queue = list(policy.act(flatten_obs(obs), np.array([0]))[0][: config.replan_steps])
+                obs, _, _, _, info = env.step(queue.pop(0).astype(np.float32))
+                succeeded |= bool(info["success"][0])
+            success[(task.id, episode.index)] = succeeded
+            print(f"reference: {task.id} episode {episode.index} done at {time.perf_counter() - started:.1f} s",
+                  flush=True)
+        env.close()
+    return time.perf_counter() - started, success
+
+
+def harness(config: RunConfig) -> tuple[float, dict[tuple[str, int], bool], float]:
+    """(wall s, {(task, episode): success_once}, env steps/s of the episodes) of `bench run`."""
+    started = time.perf_counter()
+    outcome = run(config, Console(quiet=True))
+    wall = time.perf_counter() - started
+    episodes = outcome.episodes
+    success = {(r.task, int(r.episode)): bool(r.success_once) for r in episodes.itertuples()}
+    waves = episodes.drop_duplicates(["task", "wall_time_s"])  # episodes of a wave share its wall time
+    return wall, success, float(episodes["steps"].sum() / waves["wall_time_s"].sum())
+
+
+def quick_setup(work: Path) -> dict:
+    """Tiny random Pi0.5 on CPU, stand-in tokenizer and norm stats, PickCube-v1 cut to 10 steps."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(Path(__file__).with_name("pi_fixtures.py")), str(work)], check=True)
+    preset = work / "pi05-tiny.toml"
+    preset.write_text('plugin = "pi"\n[params]\nmodel = "pi05"\nbackend = "lerobot"\ntiny = true\n'
+                      'dtype = "float32"\ndevice = "cpu"\n')
+    tasks = work / "tasks"
+    shutil.copytree(DEFAULT_TASKS_DIR, tasks)
+    spec = tasks / "PickCube-v1.toml"
+    spec.write_text(spec.read_text().replace("max_steps = 100", "max_steps = 10"))
+    return {"policy": str(preset), "tokenizer": str(work / "tokenizer.model"),
+            "norm_stats": str(work / "norm_stats.json"), "tasks": "PickCube-v1", "episodes": 2, "num_envs": 2,
+            "tasks_dir": tasks}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--policy", default="benchmarks/pi05-random.toml")
+    parser.add_argument("--tokenizer")
+    parser.add_argument("--norm-stats")
+    parser.add_argument("--tasks", default="PickCube-v1,PushCube-v1")
+    parser.add_argument("--episodes", type=int, default=32)
+    parser.add_argument("--num-envs", type=int, default=32)
+    parser.add_argument("--replan-steps", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="tiny Pi0.5 on CPU, 2 episodes of 10 steps")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        settings = {"policy": args.policy, "tokenizer": args.tokenizer, "norm_stats": args.norm_stats,
+                    "tasks": args.tasks, "episodes": args.episodes, "num_envs": args.num_envs}
+        if args.quick:
+            settings.update(quick_setup(work))
+        config = RunConfig(**settings, replan_steps=args.replan_steps, sim_backend="cpu", output=work / "runs",
+                           run_id="harness")
+        ref_wall, ref_success = reference_loop(config)
+        print(f"reference loop: {ref_wall:.1f} s", flush=True)
+        wall, success, steps_per_s = harness(config)
+        print(f"bench run: {wall:.1f} s", flush=True)
+        steps = sum(load_suite(config.tasks_dir).tasks[t].max_steps for t, _ in success)
+    agree = sum(success[key] == ref_success[key] for key in success)
+    print(f"{date.today()}, machine {platform.node()}; policy {config.policy}, tasks {config.tasks}, "
+          f"{config.episodes} episodes each, replan every {config.replan_steps} steps")
+    print("| loop | env slots | policy batch | wall s | env steps/s | success |\n|---|---|---|---|---|---|")
+    print(f"| sequential reference | 1 | 1 | {ref_wall:.1f} | {steps / ref_wall:.1f} | "
+          f"{sum(ref_success.values())}/{len(ref_success)} |")
+    print(f"| bench run | {config.num_envs} | up to {(config.num_envs + 1) // 2} | {wall:.1f} | {steps / wall:.1f} "
+          f"({steps_per_s:.1f} in episodes) | {sum(success.values())}/{len(success)} |")
+    print(f"speed-up {ref_wall / wall:.1f}x end to end; success flags agree on {agree}/{len(success)} episodes")
+
+
+if __name__ == "__main__":
+    main()

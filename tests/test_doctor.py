@@ -1,0 +1,25 @@
+"""`bench doctor` on this machine (real probes) and its --num-envs arithmetic."""
+
+from bench.doctor import PI_GPU_GIB, WORKER_RAM_GIB, WORKERS_PER_CORE, Machine, recommend_num_envs
+
+
+def test_doctor_reports_this_machine(bench):
+    code, text = bench("doctor", "--policy", "pi05")
+    assert code == 0, text  # rendering works here (lavapipe)
+    for check in ("Vulkan rendering", "GPU physics (PhysX)", "CUDA for torch", "CUDA for JAX", "CPU and memory"):
+        assert check in text
+    assert "libPhysXGpu_64.so" in text  # the GPU physics library's place, or why it cannot start
+    assert "recommended: --num-envs" in text
+
+
+def test_num_envs_follows_the_tightest_limit():
+    cpu_only = Machine(cores=2, ram_available_gib=64, cuda=False, gpu_free_gib=None, gpu_physics=False)
+    assert recommend_num_envs(cpu_only, "pi05")[0] == WORKERS_PER_CORE * 2
+    little_ram = Machine(cores=64, ram_available_gib=10 * WORKER_RAM_GIB / 0.8, cuda=False, gpu_free_gib=None,
+                         gpu_physics=False)
+    assert recommend_num_envs(little_ram, None)[0] == 10
+    weights, per_row = PI_GPU_GIB["pi05"]
+    small_gpu = Machine(cores=64, ram_available_gib=512, cuda=True, gpu_physics=False,
+                        gpu_free_gib=(weights + 6 * per_row) / 0.9 + 1e-6)
+    count, why = recommend_num_envs(small_gpu, "pi05")
+    assert count == 12 and why.endswith("GPU memory")  # two lanes of 6 rows
