@@ -64,17 +64,16 @@ def vulkan_check() -> Check:
 
 
 def gpu_physics_check() -> Check:
+    import sapien
+
     ok, why = gpu_physics_status()
     if ok:
         return Check("GPU physics (PhysX)", True, f"{why}: --sim-backend auto uses it")
-    import sapien
-
-    library = physx_gpu_library()
-    how = ("" if library.is_file() else
-           "; to place it offline, download https://github.com/sapien-sim/physx-precompiled/releases/download/"
-           f"{sapien.physx.version()}/linux-so.zip on a machine with internet and unzip its libPhysXGpu_64.so "
-           f"to {library}")
-    return Check("GPU physics (PhysX)", False, f"{why}{how}; runs use CPU physics workers")
+    if not physx_gpu_library().is_file():  # the part a user can fix offline: say where the file comes from
+        why += (f"; without CUDA or without {physx_gpu_library().name} at {physx_gpu_library().parent}, runs use CPU "
+                "physics workers. The file is in https://github.com/sapien-sim/physx-precompiled/releases/download/"
+                f"{sapien.physx.version()}/linux-so.zip: download it on a machine with internet and copy it there")
+    return Check("GPU physics (PhysX)", False, why)
 
 
 def torch_check() -> tuple[Check, float | None]:
