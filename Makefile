@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-deps.sh
 	@test -x "$(PYTHON312)" || { echo "Python 3.12 not found: set PYTHON312=/path/to/python3.12"; exit 2; }
 	command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
 	uv venv -q --allow-existing --python "$(PYTHON312)" $(VENV)
-	uv pip install -q --python $(VENV)/bin/python -e ".[test,lerobot]"
+	uv pip install -q --python $(VENV)/bin/python -e ".[test,lerobot,ray]"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
@@ -80,6 +81,14 @@ class RunConfig:
     repeat: int = 1
     """Run the evaluation this many times with run seeds seed, seed+1, ... (run ids <run-id>-r0, -r1, ...) and
     report the spread of success rates: the noise floor of a result with this many episodes."""
+    ray: bool = False
+    """Run the episodes as shards on a Ray cluster (a local one unless --ray-address); results stream back here."""
+    ray_address: str | None = None
+    """Ray cluster to join ("auto": the one `ray start` set up on this machine); implies --ray."""
+    shard_episodes: int | None = None
+    """With --ray: episodes per shard (default: a task's pending episodes form one shard)."""
+    shard_gpus: float = 0.0
+    """With --ray: GPUs each shard reserves (e.g. 1 for a Pi policy on CUDA, 0.5 to share one between two)."""
     server: str | None = None
     """Policy server address for remote policies (overrides the preset's `server`)."""
     backend: str | None = None
@@ -108,7 +117,7 @@ class RunConfig:
         return replace(self, tasks=self.suite, episodes=episodes)
 
     def validate(self) -> None:
-        for name in ("episodes", "num_envs", "replan_steps", "repeat"):
+        for name in ("episodes", "num_envs", "replan_steps", "repeat", "shard_episodes"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise BenchError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         for name in ("seed", "video"):
@@ -181,10 +190,9 @@ def _contract(config: RunConfig, suite_version: str, tasks: list[TaskSpec], pres
 
 
 def _manifest(config: RunConfig, run_id: str, suite: TaskSuite, tasks: list[TaskSpec], preset: PolicyPreset,
-              policy: Policy, backend: str, backend_reason: str, num_envs: int) -> dict:
+              description: dict, backend: str, backend_reason: str, num_envs: int, cluster: dict | None) -> dict:
     """What produced the run, so that any number can be traced back and two runs checked for comparability."""
     packages = _package_versions()
-    description = policy.describe()
     return {
         "run_id": run_id, "created": datetime.now(timezone.utc).isoformat(),
         "bench_version": __version__, "config": {**asdict(config), "num_envs_used": num_envs},
@@ -193,6 +201,7 @@ def _manifest(config: RunConfig, run_id: str, suite: TaskSuite, tasks: list[Task
         "policy": {"name": preset.name, "plugin": preset.plugin, "preset": preset.source,
                    "params": preset.params, "fingerprint": preset.fingerprint(), "describe": description},
         "environments": {"backend": backend, "why": backend_reason, "num_envs": num_envs},
+        "cluster": cluster,
         "contract": _contract(config, suite.version, tasks, preset, description, backend, packages),
         "packages": packages, "git_revision": _git_revision(), "host": _host(),
     }
@@ -209,11 +218,27 @@ class _Live:
         )
         self.bars = {t.id: self.progress.add_task(t.id, total=episodes, success="-", rate=0.0, start=False)
                      for t in tasks}
+        self.done = dict.fromkeys(self.bars, 0)
+        self.successes = dict.fromkeys(self.bars, 0)
+        self.steps = dict.fromkeys(self.bars, 0)
+        self.since: dict[str, float] = {}
 
-    def update(self, task_id: str, done: int, successes: int, steps_per_s: float) -> None:
-        bar = self.bars[task_id]
+    def count_steps(self, task_id: str, k: int) -> None:
+        self.since.setdefault(task_id, time.perf_counter())
+        self.steps[task_id] += k
+        self._show(task_id)
+
+    def add(self, record: dict) -> None:
+        self.done[record["task"]] += 1
+        self.successes[record["task"]] += bool(record["success_once"])
+        self._show(record["task"])
+
+    def _show(self, task_id: str) -> None:
+        bar, done = self.bars[task_id], self.done[task_id]
+        elapsed = time.perf_counter() - self.since.get(task_id, time.perf_counter())
         self.progress.start_task(bar)
-        self.progress.update(bar, completed=done, success=f"{successes}/{done}" if done else "-", rate=steps_per_s)
+        self.progress.update(bar, completed=done, success=f"{self.successes[task_id]}/{done}" if done else "-",
+                             rate=self.steps[task_id] / elapsed if elapsed > 0 else 0.0)
 
 
 @dataclass
@@ -358,15 +383,17 @@ def resumed_config(config: RunConfig) -> tuple[RunConfig, dict]:
     run_dir = config.resume
     if not (run_dir / MANIFEST).is_file():
         raise BenchError(f"cannot resume {run_dir}: no {MANIFEST} there; pass a run folder written by `bench run`")
-    if replace(config, resume=None, num_envs=1) != RunConfig(num_envs=1):
+    execution = {"num_envs": config.num_envs, "ray": config.ray, "ray_address": config.ray_address,
+                 "shard_episodes": config.shard_episodes, "shard_gpus": config.shard_gpus}  # where, not what
+    if replace(config, resume=None, **{k: getattr(RunConfig(num_envs=1), k) for k in execution}) != RunConfig(num_envs=1):
         raise BenchError("--resume takes every setting from the run's manifest: drop the other options "
-                         "(--num-envs may change)")
+                         "(--num-envs and the Ray options may change)")
     manifest = read_manifest(run_dir)
     recorded = manifest["config"]
-    known = {f.name for f in fields(RunConfig)} - {"num_envs", "resume", "baseline", "fail_on_regression", "repeat"}
+    known = {f.name for f in fields(RunConfig)} - {"resume", "baseline", "fail_on_regression", "repeat", *execution}
     values = {k: v for k, v in recorded.items() if k in known}
     values.update(output=run_dir.parent, run_id=run_dir.name, tasks_dir=Path(recorded["tasks_dir"]),
-                  presets_dir=Path(recorded["presets_dir"]), num_envs=config.num_envs, resume=run_dir)
+                  presets_dir=Path(recorded["presets_dir"]), resume=run_dir, **execution)
     return RunConfig(**values), manifest
 
 
@@ -374,11 +401,55 @@ def _json(data: dict) -> dict:
     return json.loads(json.dumps(data, default=str))
 
 
+def evaluate(config: RunConfig, preset: PolicyPreset, tasks: list[TaskSpec], pending: dict[str, list[Episode]],
+             num_envs: int, run_dir: Path, on_step=None) -> Iterator[dict]:
+    """Runs the pending episodes of `tasks` on N env slots with one policy; yields events as plain dicts (they also
+    travel from Ray shards): `started` once the first task's environments are up (the configuration works),
+    `wave` with each wave's episode records, and `done` with the count of env workers restarted.
+
+    `on_step(task_id, k)` is called after every lockstep step of k slots, for live progress.
+    """
+    envs, backend_reason = open_envs(config.sim_backend, num_envs)  # CPU workers start up while the policy builds
+    try:
+        policy = build_policy(preset, num_slots=num_envs, seed=config.seed)
+        for task in tasks:
+            policy.check_task(task)
+    except BaseException:
+        envs.close()
+        raise
+    started = False
+    with envs:
+        for task in tasks:
+            if not pending[task.id] and started:
+                continue
+            bounds = envs.start_task(task)
+            if not started:
+                yield {"kind": "started", "description": policy.describe(), "backend": envs.backend,
+                       "why": backend_reason}
+                started = True
+            chunker = ActionChunker(num_envs, config.replan_steps, len(bounds[0]))
+            queue = list(pending[task.id])
+            retried: set[int] = set()
+            count = (lambda k, task_id=task.id: on_step(task_id, k)) if on_step else None
+            while queue:
+                wave, queue = queue[:num_envs], queue[num_envs:]
+                with WaveVideos(run_dir, task, wave, keep=config.video) as videos:
+                    result = run_wave(envs, policy, chunker, task, wave, bounds, retried, count, videos,
+                                      lanes_for(envs, policy, len(wave)))
+                for episode in result.lost:  # its env worker died: once more, in a later wave
+                    retried.add(episode.index)
+                    queue.append(episode)
+                yield {"kind": "wave", "task": task.id, "records": result.records}
+        yield {"kind": "done", "restarts": envs.restarts}
+
+
 def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
     """Validates everything it can before the first episode, then evaluates and writes the run folder.
 
     With `resume`, only the episodes the run folder lacks are run, after checking that the evaluation
     contract (settings, task specs, policy and checkpoint fingerprints, versions) is still the recorded one.
+    With `ray`, the episodes run as shards on a Ray cluster (bench.cluster) and stream back to this process,
+    which alone writes the run folder.
     """
     console = console or Console()
     previous = None
@@ -404,70 +475,56 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
                for t in tasks}
     total = len(tasks) * config.episodes
     allowed_errors = int(config.max_error_share * total)
-
-    envs, backend_reason = open_envs(config.sim_backend, num_envs)  # CPU workers start up while the policy builds
-    try:
-        policy = build_policy(preset, num_slots=num_envs, seed=config.seed)
-        for task in tasks:
-            policy.check_task(task)
-    except BaseException:
-        envs.close()
-        raise
     todo = sum(map(len, pending.values()))
     verb = f"resuming ({total - todo} of {total} episodes already finished)" if previous else "running"
     console.print(f"[bold]bench[/] {run_id}: {verb}, policy {preset.name}, {len(tasks)} task(s) x {config.episodes} "
-                  f"episodes; environments: {backend_reason}")
+                  f"episodes")
+    live = _Live(console, tasks, config.episodes)
+    cluster = None
+    if config.ray or config.ray_address:
+        from bench.cluster import Cluster
+
+        cluster = Cluster.connect(config)
+        events = cluster.evaluate(config, preset, tasks, pending, num_envs, run_dir)
+    else:
+        events = evaluate(config, preset, tasks, pending, num_envs, run_dir, on_step=live.count_steps)
     writer = None
     status = "failed"
     episodes_table = table = None
-    live = _Live(console, tasks, config.episodes)
+    restarts = 0
     try:
-        with envs, live.progress:
-            for task in tasks:
-                if not pending[task.id] and writer is not None:
-                    continue
-                bounds = envs.start_task(task)
-                if writer is None:  # the first task started: the configuration works, so open the run folder
-                    manifest = _manifest(config, run_id, suite, tasks, preset, policy, envs.backend,
-                                         backend_reason, num_envs)
+        with live.progress:
+            for event in events:
+                if event["kind"] == "started" and writer is None:  # the configuration works: open the run folder
+                    console.print(f"environments: {event['why']}")
+                    manifest = _manifest(config, run_id, suite, tasks, preset, event["description"], event["backend"],
+                                         event["why"], num_envs, cluster.layout() if cluster else None)
                     if previous is not None:
                         _check_same_contract(previous, manifest, run_dir)
                         manifest = {**previous, "config": {**previous["config"], "num_envs_used": num_envs}}
                     writer = RunWriter(run_dir, manifest, resume=previous is not None)
                     errors = [r for r in writer.records if r.get("status") == "error"]  # a resumed run's count too
-                chunker = ActionChunker(num_envs, config.replan_steps, len(bounds[0]))
-                queue = list(pending[task.id])
-                retried: set[int] = set()
-                done = sum(1 for r in writer.records if r["task"] == task.id)
-                successes = sum(1 for r in writer.records if r["task"] == task.id and r["success_once"])
-                steps = 0
-                task_start = time.perf_counter()
-
-                def count_steps(k, task_id=task.id):
-                    nonlocal steps
-                    steps += k
-                    live.update(task_id, done, successes, steps / (time.perf_counter() - task_start))
-
-                while queue:
-                    wave, queue = queue[:num_envs], queue[num_envs:]
-                    with WaveVideos(run_dir, task, wave, keep=config.video) as videos:
-                        result = run_wave(envs, policy, chunker, task, wave, bounds, retried, count_steps, videos,
-                                          lanes_for(envs, policy, len(wave)))
-                    for record in result.records:
+                    written = {(r["task"], int(r["episode"])) for r in writer.records}
+                    for record in writer.records:
+                        live.add(record)
+                elif event["kind"] == "wave":
+                    for record in event["records"]:
+                        if (record["task"], record["episode"]) in written:  # a retried Ray shard replays its episodes
+                            continue
+                        written.add((record["task"], record["episode"]))
                         writer.append({"run_id": run_id, "policy": preset.name, **record})
-                        done += 1
-                        successes += record["success_once"]
+                        live.add(record)
+                        if cluster:  # a shard reports its steps with its waves
+                            live.count_steps(record["task"], record["steps"])
                         if record["status"] == "error":
                             errors.append(record)
-                    for episode in result.lost:  # its env worker died: once more, in a later wave
-                        retried.add(episode.index)
-                        queue.append(episode)
-                    live.update(task.id, done, successes, steps / (time.perf_counter() - task_start))
                     if len(errors) > allowed_errors:
                         raise RunAborted(
                             f"{len(errors)} of {total} episodes ended in error, more than --max-error-share "
                             f"{config.max_error_share:g} allows; first: {errors[0]['task']} episode "
                             f"{errors[0]['episode']}: {errors[0]['error']}")
+                elif event["kind"] == "done":
+                    restarts += event["restarts"]
         status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -476,8 +533,10 @@ def run(config: RunConfig, console: Console | None = None) -> RunOutcome:
         status = "aborted"
         raise
     finally:
+        events.close()  # stops the environments (local) or cancels the shards (Ray)
         if writer is not None:
-            episodes_table = writer.finish(status, env_restarts=envs.restarts)
+            extra = {"env_restarts": restarts, **({"shards": cluster.shard_log} if cluster else {})}
+            episodes_table = writer.finish(status, **extra)
             if not episodes_table.empty:
                 title = f"{preset.name} - {run_id} ({status})"
                 table = write_task_leaderboard(run_dir, episodes_table, title, console)

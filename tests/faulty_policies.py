@@ -1,5 +1,9 @@
 """Policies that fail on purpose, for the fault-injection tests (loaded as `faulty_policies:FaultyRandom`)."""
 
+import os
+import signal
+from pathlib import Path
+
 import numpy as np
 
 from bench.policies import EpisodeContext
@@ -50,4 +54,22 @@ class WorkerKiller(RandomPolicy):
             workers = [p for p in psutil.Process().children(recursive=True)  # env workers: the forkserver's children
                        if "forkserver" in " ".join(p.parent().cmdline())]
             max(workers, key=lambda p: p.create_time()).kill()
+        return super().act(obs, slots)
+
+
+class ShardKiller(RandomPolicy):
+    """The random baseline that SIGKILLs its own process at its `kill_at`-th call, once per `marker` file: a Ray
+    shard's worker dying mid-shard, after which Ray runs the shard again."""
+
+    name = "shard-killer"
+
+    def __init__(self, num_slots: int, seed: int = 0, kill_at: int = 3, marker: str = ""):
+        super().__init__(num_slots, seed)
+        self.kill_at, self.marker, self.calls = kill_at, Path(marker), 0
+
+    def act(self, obs, slots):
+        self.calls += 1
+        if self.calls == self.kill_at and not self.marker.exists():
+            self.marker.write_text("killed once")
+            os.kill(os.getpid(), signal.SIGKILL)
         return super().act(obs, slots)
