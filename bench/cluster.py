@@ -9,6 +9,7 @@ are dropped by the driver, so every episode is written once.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -69,9 +70,9 @@ class Cluster:
         if not ray.is_initialized():
             try:
                 if config.ray_address:  # its nodes must have bench (and the policy's packages) installed
-                    ray.init(address=config.ray_address, log_to_driver=False)
+                    ray.init(address=config.ray_address, log_to_driver=False, logging_level=logging.ERROR)
                 else:  # a local cluster on this machine's cores, importing what this process imports
-                    ray.init(include_dashboard=False, log_to_driver=False,
+                    ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}})
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise BenchError(f"cannot join the Ray cluster at {config.ray_address or 'a new local one'}: {e}; "

@@ -37,7 +37,7 @@ from bench.tasks import DEFAULT_TASKS_DIR, Episode, TaskSpec, TaskSuite, episode
 from bench.video import WaveVideos
 
 RECORDED_PACKAGES = ("bench", "mani_skill", "sapien", "gymnasium", "torch", "numpy",
-                     "lerobot", "transformers", "jax", "rpent-openpi", "sentencepiece")  # what Pi results depend on
+                     "lerobot", "transformers", "jax", "rpent-openpi", "sentencepiece", "ray")  # what Pi results depend on
 DEFAULT_EPISODES = 50
 
 
