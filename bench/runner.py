@@ -67,6 +67,8 @@ class RunConfig:
     """Folder that receives the run folder."""
     run_id: str | None = None
     """Name of the run folder (default: timestamp-policy-pid)."""
+    label: str | None = None
+    """Name of the policy in leaderboards, reports and comparisons (default: preset@checkpoint#fingerprint)."""
     baseline: Path | None = None
     """A stored baseline run folder: when this run completes, compare it with the baseline (`bench compare`)."""
     fail_on_regression: bool = False
@@ -198,7 +200,7 @@ def _manifest(config: RunConfig, run_id: str, suite: TaskSuite, tasks: list[Task
         "bench_version": __version__, "config": {**asdict(config), "num_envs_used": num_envs},
         "suite": {"version": suite.version, "fingerprint": suite.fingerprint(tasks),
                   "tasks": [asdict(t) for t in tasks]},
-        "policy": {"name": preset.name, "plugin": preset.plugin, "preset": preset.source,
+        "policy": {"name": preset.name, "label": config.label, "plugin": preset.plugin, "preset": preset.source,
                    "params": preset.params, "fingerprint": preset.fingerprint(), "describe": description},
         "environments": {"backend": backend, "why": backend_reason, "num_envs": num_envs},
         "cluster": cluster,
