@@ -21,7 +21,8 @@ from bench.html_report import REPORT, ComparisonSection, write_report
 from bench.doctor import diagnose
 from bench.policies import DEFAULT_PRESETS_DIR, plugins, presets, resolve_preset
 from bench.report import latest_episodes, leaderboard, leaderboard_display, print_table, to_markdown
-from bench.runner import RunConfig, run_repeats
+from bench.config import RunConfig
+from bench.runner import run_repeats
 from bench.tasks import DEFAULT_TASKS_DIR, load_suite
 
 BASELINE_COMPARISON = "baseline-comparison.md"  # written into the run folder by `bench run --baseline`
@@ -30,10 +31,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)  # logs and CI: do
 
 def run_command(config: Annotated[RunConfig, tyro.conf.arg(name="")]) -> int:
     """Evaluate a policy on tasks; results go to <output>/<run-id>/. With --baseline, compare with a stored run."""
-    if config.fail_on_regression and config.baseline is None:
-        raise BenchError("--fail-on-regression needs --baseline results/<baseline-run-id>")
-    if config.baseline is not None and config.repeat > 1:
-        raise BenchError("--baseline compares one run: drop --repeat, or compare the repeats with `bench compare`")
+    config.validate()
     baseline = load_run(config.baseline) if config.baseline is not None else None  # bad paths fail before the run
     outcomes = run_repeats(config, console)
     if not all(outcome.status == "completed" for outcome in outcomes):

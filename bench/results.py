@@ -40,18 +40,21 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(f.name, path)
 
 
-def ensure_writable(root: Path) -> None:
-    """Fails before any episode runs if the output folder could not be created or written; creates nothing (the
-    folder appears with the run's first record)."""
+def probe_writable(root: Path) -> None:
+    """Fails before anything starts if the output folder could not be created or written, by really creating and
+    removing a folder in its nearest existing ancestor (`os.access` says yes for /proc, and for read-only mounts
+    to root); leaves nothing behind (the run folder appears with the run's first record)."""
     existing = root.absolute()
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
         problem = f"{existing} is a file"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"{existing} is not writable"
     else:
-        return
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".bench-probe-", dir=existing))
+            return
+        except OSError as e:
+            problem = f"a folder cannot be created in {existing} ({e.strerror})"
     raise BenchError(f"cannot write results to {root}: {problem}; pass --output with a writable folder")
 
 
@@ -84,9 +87,16 @@ class RunWriter:
         self._episodes = (run_dir / EPISODES).open("a")
 
     def append(self, record: dict) -> None:
-        self._episodes.write(json.dumps(record, default=str) + "\n")
-        self._episodes.flush()
-        os.fsync(self._episodes.fileno())
+        """Writes one record durably; if the disk refuses (full, gone read-only), cuts the file back to the records
+        before it, so that episodes.jsonl stays valid, and raises the OSError."""
+        end = self._episodes.tell()
+        try:
+            self._episodes.write(json.dumps(record, default=str) + "\n")
+            self._episodes.flush()
+            os.fsync(self._episodes.fileno())
+        except OSError:
+            self._episodes = _reopen_at(self._episodes, end)
+            raise
         self.records.append(record)
 
     def finish(self, status: str, **extra) -> pd.DataFrame:
@@ -97,6 +107,17 @@ class RunWriter:
         write_json_atomic(self.run_dir / MANIFEST, self.manifest)
         self._lock.close()
         return table
+
+
+def _reopen_at(file, end: int):
+    """The file cut back to `end` bytes, reopened for appending (its buffer may still hold the refused bytes)."""
+    path = file.name
+    try:
+        file.close()
+    except OSError:
+        pass  # closing flushes the refused bytes again, and fails again: they are dropped
+    os.truncate(path, end)
+    return open(path, "a")
 
 
 def _cut_torn_tail(path: Path) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import tomllib
 import zlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,15 @@ class TaskSpec:
     image_size: tuple[int, int]
     reward_mode: str
     show_hidden: tuple[str, ...]
+    gpu_pinnable: bool = field(default=True, metadata={"result": False})
+    """False when the task draws part of its initial state at scene build time (PegInsertionSide's peg and hole
+    sizes), which GPU physics cannot pin per episode: the task then runs on CPU workers. Not part of the contract:
+    the backend each task ran on is."""
+
+
+def result_fields() -> set[str]:
+    """Spec fields that can change a result: they enter the evaluation contract and the suite fingerprint."""
+    return {f.name for f in fields(TaskSpec) if f.metadata.get("result", True)} - {"id"}
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,8 @@ class TaskSuite:
 
     def fingerprint(self, tasks: list[TaskSpec]) -> str:
         """Hash of the resolved specs, so an edited task file without a version bump is still detectable."""
-        blob = json.dumps([asdict(t) for t in tasks], sort_keys=True).encode()
+        blob = json.dumps([{k: v for k, v in asdict(t).items() if k in result_fields() | {"id"}} for t in tasks],
+                          sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -95,7 +105,7 @@ def _read_toml(path: Path) -> dict:
 def _spec(task_id: str, raw: dict, path: Path) -> TaskSpec:
     names = {f.name for f in fields(TaskSpec)} - {"id"}
     unknown = set(raw) - names
-    missing = names - set(raw)
+    missing = {f.name for f in fields(TaskSpec) if f.default is MISSING} - {"id"} - set(raw)
     if unknown or missing:
         problem = f"unknown keys {sorted(unknown)}" if unknown else f"missing keys {sorted(missing)}"
         raise BenchError(f"{path}: {problem}; valid keys: {', '.join(sorted(names))}")

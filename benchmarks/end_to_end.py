@@ -26,7 +26,8 @@ from rich.console import Console
 
 from bench.envs import flatten_obs, make_maniskill_env
 from bench.policies import EpisodeContext, build_policy, resolve_preset
-from bench.runner import RunConfig, run
+from bench.config import RunConfig
+from bench.runner import run
 from bench.tasks import DEFAULT_TASKS_DIR, episodes_for, load_suite
 
 

@@ -55,7 +55,7 @@ def test_task_file_with_unknown_key_is_refused(tmp_path: Path):
 
 
 def test_smoke_suite_sets_tasks_and_episodes_unless_overridden():
-    from bench.runner import DEFAULT_EPISODES, RunConfig
+    from bench.config import DEFAULT_EPISODES, RunConfig
 
     suite = load_suite()
     assert [t.id for t in suite.resolve("smoke")] == SIX and suite.suite_episodes == {"smoke": 3}

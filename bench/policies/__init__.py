@@ -7,6 +7,7 @@ Presets in `policies/` name a plugin and its parameters; users copy and edit the
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import tomllib
 from abc import ABC, abstractmethod
@@ -47,6 +48,11 @@ class Policy(ABC):
     def describe(self) -> dict:
         """JSON-able identity for the manifest: name, version or checkpoint fingerprint, settings."""
 
+    @classmethod
+    def preflight(cls, **params) -> None:
+        """Cheap checks of a preset's [params] (names, files that must exist), run before any env worker starts or
+        model is built, so that a bad setting fails before anything looks like a run. Raise BenchError."""
+
     def check_task(self, task: TaskSpec) -> None:
         """Raise BenchError if this policy cannot run `task`; called for every task before any episode."""
 
@@ -57,6 +63,19 @@ class Policy(ABC):
     @abstractmethod
     def act(self, obs: Obs, slots: np.ndarray) -> np.ndarray:
         """obs rows correspond to `slots`; returns float actions [len(slots), horizon, action_dim]."""
+
+    def snapshot(self, slot: int) -> object | None:
+        """A copy of the slot's per-episode state (random generators, phase counters); `()` if there is none.
+
+        When a batched `act` raises, the runner restores every slot of the batch and asks each again alone, so the
+        episodes that did not fail act exactly as in an uninterrupted run. None (the default, for plugins that do
+        not say) means it cannot: the slots of a failed batch then end as errors instead of running on with
+        state the failed call may have changed."""
+        return None
+
+    def restore(self, slot: int, state: object) -> None:
+        """Puts back what `snapshot(slot)` returned."""
+        raise NotImplementedError(f"policy '{self.name}' returns snapshots but cannot restore them")
 
 
 @dataclass(frozen=True)
@@ -123,11 +142,25 @@ def _plugin(preset: PolicyPreset) -> EntryPoint:
     return available[preset.plugin]
 
 
-def build_policy(preset: PolicyPreset, num_slots: int, seed: int) -> Policy:
+def _policy_class(preset: PolicyPreset) -> type[Policy]:
     try:
-        cls = _plugin(preset).load()
+        return _plugin(preset).load()
     except (ImportError, AttributeError) as e:
         raise BenchError(f"cannot load policy plugin {preset.plugin} (named by {preset.source}): {e}") from None
+
+
+def preflight_policy(preset: PolicyPreset) -> None:
+    """The plugin loads, takes the preset's [params] and finds its files; nothing is built."""
+    cls = _policy_class(preset)
+    try:
+        inspect.signature(cls).bind(num_slots=1, seed=0, **preset.params)
+    except TypeError as e:
+        raise BenchError(f"policy '{preset.name}': bad [params] in {preset.source}: {e}") from None
+    cls.preflight(**preset.params)
+
+
+def build_policy(preset: PolicyPreset, num_slots: int, seed: int) -> Policy:
+    cls = _policy_class(preset)
     try:
         return cls(num_slots=num_slots, seed=seed, **preset.params)
     except TypeError as e:

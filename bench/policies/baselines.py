@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from bench.policies import EpisodeContext, Obs, Policy
@@ -19,6 +21,12 @@ class _OpenLoopBaseline(Policy):
 
     def act(self, obs: Obs, slots: np.ndarray) -> np.ndarray:
         return np.stack([self._action(int(s))[None] for s in slots]).astype(np.float32)
+
+    def snapshot(self, slot: int) -> object:
+        return ()  # the episode's context is set by reset and never changes
+
+    def restore(self, slot: int, state: object) -> None:
+        pass
 
 
 class ZeroPolicy(_OpenLoopBaseline):
@@ -42,6 +50,12 @@ class RandomPolicy(_OpenLoopBaseline):
     def reset(self, slot: int, context: EpisodeContext) -> None:
         super().reset(slot, context)
         self._rngs[slot] = np.random.default_rng(context.episode.seed)
+
+    def snapshot(self, slot: int) -> object:
+        return copy.deepcopy(self._rngs[slot])
+
+    def restore(self, slot: int, state: object) -> None:
+        self._rngs[slot] = copy.deepcopy(state)
 
     def _action(self, slot: int) -> np.ndarray:
         context = self._contexts[slot]

@@ -255,6 +255,12 @@ class ExpertPolicy(Policy):
         self._phase[slot] = 0
         self._steps[slot] = 0
 
+    def snapshot(self, slot: int) -> object:
+        return int(self._phase[slot]), int(self._steps[slot])
+
+    def restore(self, slot: int, state: object) -> None:
+        self._phase[slot], self._steps[slot] = state
+
     def act(self, obs: Obs, slots: np.ndarray) -> np.ndarray:
         slots = np.asarray(slots)
         actions = np.zeros((len(slots), 7))

@@ -8,6 +8,7 @@ Everything a result depends on is checked before the first episode (preflight) a
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,6 +184,12 @@ class PiPolicy(Policy):
         # flow-matching noise from the episode's own seed: an episode's actions do not depend on which other
         # episodes share its batch, so resumed and re-batched runs replay it (up to float rounding)
         self._noise[slot] = np.random.default_rng([context.episode.seed, self._seed])
+
+    def snapshot(self, slot: int) -> object:
+        return copy.deepcopy(self._noise[slot])
+
+    def restore(self, slot: int, state: object) -> None:
+        self._noise[slot] = copy.deepcopy(state)
 
     def act(self, obs: Obs, slots: np.ndarray) -> np.ndarray:
         images, masks = pi_images(obs, self._cameras)

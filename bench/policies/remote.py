@@ -69,6 +69,12 @@ class RemotePolicy(Policy):
     def reset(self, slot: int, context: EpisodeContext) -> None:
         self._contexts[slot] = context
 
+    def snapshot(self, slot: int) -> object:
+        return ()  # each request carries the whole observation; an openpi server keeps no state between them
+
+    def restore(self, slot: int, state: object) -> None:
+        pass
+
     def act(self, obs: Obs, slots: np.ndarray) -> np.ndarray:
         chunks = []
         for i, slot in enumerate(slots):
