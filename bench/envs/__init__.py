@@ -1,0 +1,23 @@
+"""Environments: N ManiSkill episodes stepped in lockstep, on GPU physics or on CPU worker processes.
+
+Both backends expose the same `BatchedEnvs` interface. A batch is reset together (no partial resets), so a
+wave of up to N episodes starts together and runs the task's whole step budget. Observations come back as
+flat dicts of numpy arrays ("sensor_data/base_camera/rgb" -> [k, H, W, 3]) with one row per active episode.
+
+One module per concept; imports point down this list only:
+- `base`: the `BatchedEnvs` interface, `StepOutput` and the observation types;
+- `maniskill`: a task spec turned into a ManiSkill env, flat observations, the missing-Vulkan message;
+- `cpu_workers`: `CpuWorkerEnvs`, one CPU-physics env per worker process (and its restarts);
+- `gpu`: `GpuEnvs`, N sub-scenes on GPU physics, and the check that GPU physics can start;
+- `choose`: `open_envs`, which picks a backend, and the default number of env slots.
+"""
+
+from bench.envs.base import ActionBounds, BatchedEnvs, Obs, StepOutput
+from bench.envs.choose import default_num_envs, open_envs
+from bench.envs.cpu_workers import CpuWorkerEnvs
+from bench.envs.gpu import GEOMETRY_RANDOMIZED_TASKS, GpuEnvs, gpu_physics_status, physx_gpu_library
+from bench.envs.maniskill import NO_VULKAN_FIX, NO_VULKAN_MESSAGES, OBS_MODE, flatten_obs, make_maniskill_env
+
+__all__ = ["GEOMETRY_RANDOMIZED_TASKS", "NO_VULKAN_FIX", "NO_VULKAN_MESSAGES", "OBS_MODE", "ActionBounds",
+           "BatchedEnvs", "CpuWorkerEnvs", "GpuEnvs", "Obs", "StepOutput", "default_num_envs", "flatten_obs",
+           "gpu_physics_status", "make_maniskill_env", "open_envs", "physx_gpu_library"]

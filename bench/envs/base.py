@@ -1,0 +1,74 @@
+"""The interface every backend implements: N env slots stepped in lockstep, and what a step returns."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.tasks import TaskSpec
+
+Obs = dict[str, np.ndarray]  # flat: "sensor_data/base_camera/rgb" -> [k, H, W, 3], one row per active slot
+ActionBounds = tuple[np.ndarray, np.ndarray]  # (low, high) of one env's action
+
+
+@dataclass
+class StepOutput:
+    obs: Obs
+    reward: np.ndarray  # [k] float
+    success: np.ndarray  # [k] bool
+    failed: dict[int, str] = field(default_factory=dict)  # slot -> why its env is gone (its rows are zeros)
+
+
+def stack_obs(rows: Sequence[Obs]) -> Obs:
+    """Observations of single slots -> one observation with a row per slot, in order."""
+    return {key: np.concatenate([row[key] for row in rows]) for key in rows[0]}
+
+
+class BatchedEnvs(ABC):
+    """N environment slots stepped in lockstep; a wave uses slots 0..k-1 for k <= N episodes."""
+
+    backend: str
+    num_envs: int
+    restarts: int = 0  # env workers replaced after dying
+    _active: int = 0  # slots of the current wave
+
+    @abstractmethod
+    def start_task(self, spec: TaskSpec) -> ActionBounds:
+        """Builds the task's environments; returns the controller's action bounds."""
+
+    @abstractmethod
+    def reset(self, seeds: Sequence[int]) -> Obs:
+        """Starts len(seeds) <= num_envs episodes, one per slot, from their pinned initial states."""
+
+    independent_slots: bool = False  # can a subset of the slots step while the others wait (lanes, see runner)
+
+    @abstractmethod
+    def step_async(self, actions: np.ndarray, slots: Sequence[int]) -> None:
+        """Starts stepping `slots` (active ones) with actions [len(slots), action_dim]; `step_wait` collects."""
+
+    @abstractmethod
+    def step_wait(self, slots: Sequence[int]) -> StepOutput:
+        """The step started by `step_async(..., slots)`: rows in the order of `slots`."""
+
+    def step(self, actions: np.ndarray, slots: Sequence[int] | None = None) -> StepOutput:
+        """Steps `slots` (default: every active slot) with actions [len(slots), action_dim] and waits."""
+        slots = range(self._active) if slots is None else slots
+        self.step_async(actions, slots)
+        return self.step_wait(slots)
+
+    @abstractmethod
+    def render(self, slots: Sequence[int]) -> list[np.ndarray | None]:
+        """Third-person RGB views [H, W, 3] of the given active slots (ManiSkill's human render camera); None for
+        a slot whose env is gone."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,28 @@
+"""Choosing a backend: GPU physics where it can start, CPU workers otherwise; how many env slots by default."""
+
+from __future__ import annotations
+
+import os
+
+from bench.envs.base import BatchedEnvs
+from bench.envs.cpu_workers import CpuWorkerEnvs
+from bench.envs.gpu import GpuEnvs, gpu_physics_status
+from bench.errors import BenchError
+
+
+def open_envs(sim_backend: str, num_envs: int) -> tuple[BatchedEnvs, str]:
+    """Opens the requested backend ("auto", "gpu" or "cpu") and says why it was chosen."""
+    if sim_backend not in ("auto", "gpu", "cpu"):
+        raise BenchError(f"unknown --sim-backend '{sim_backend}': use auto, gpu or cpu")
+    if sim_backend in ("auto", "gpu"):
+        ok, why = gpu_physics_status()
+        if ok:
+            return GpuEnvs(num_envs), f"GPU physics: {why}"
+        if sim_backend == "gpu":
+            raise BenchError(f"--sim-backend gpu cannot start: {why}; or use --sim-backend cpu")
+        return CpuWorkerEnvs(num_envs), f"CPU workers ({num_envs}): GPU physics unavailable ({why})"
+    return CpuWorkerEnvs(num_envs), f"CPU workers ({num_envs}): requested"
+
+
+def default_num_envs() -> int:
+    return max(1, min(os.cpu_count() or 1, 16))

@@ -1,0 +1,201 @@
+"""CPU physics: one ManiSkill env (num_envs=1) per worker process, driven over a pipe (`CpuWorkerEnvs`)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import traceback
+from collections.abc import Sequence
+
+import numpy as np
+
+from bench.envs.base import ActionBounds, BatchedEnvs, Obs, StepOutput, stack_obs
+from bench.envs.maniskill import OBS_MODE, flatten_obs, make_maniskill_env, vulkan_error
+from bench.errors import BenchError
+from bench.tasks import TaskSpec
+
+
+def _worker_main(conn, torch_threads: int | None) -> None:
+    """Worker loop. Persistent across tasks so the ~20 s of imports are paid once per run, not per task.
+
+    Ctrl-C reaches the whole process group; workers ignore it and let the driver shut them down in order.
+    ManiSkill computes observations with small torch ops; with torch's default of one thread per core in every
+    worker, N workers oversubscribe the cores N times over, so workers use `torch_threads` (default 1).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    env = None
+    while True:
+        command, arg = conn.recv()
+        try:
+            if command == "start":
+                if env is not None:
+                    env.close()
+                spec, obs_mode = arg
+                env = make_maniskill_env(spec, num_envs=1, sim_backend="physx_cpu", obs_mode=obs_mode)
+                reply = (env.action_space.low.reshape(-1), env.action_space.high.reshape(-1))
+            elif command == "reset":
+                obs, _ = env.reset(seed=arg)
+                reply = flatten_obs(obs)
+            elif command == "step":
+                obs, reward, _, _, info = env.step(arg)
+                reply = (flatten_obs(obs), float(reward), bool(info["success"]))
+            elif command == "render":
+                reply = env.render()[0].cpu().numpy()
+            elif command == "close":
+                if env is not None:
+                    env.close()
+                conn.send(("ok", None))
+                return
+            else:
+                raise ValueError(f"unknown command {command}")
+            conn.send(("ok", reply))
+        except BenchError as e:
+            conn.send(("bench_error", str(e)))
+        except Exception as e:  # sent back so the driver can report it with the worker's traceback
+            conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+
+
+class CpuWorkerEnvs(BatchedEnvs):
+    """N worker processes, each with its own CPU-physics env.
+
+    gymnasium's AsyncVectorEnv does not fit: it is rebuilt per task (paying worker imports again), always
+    steps every env (a short last wave would waste work) and has no per-slot restart. The protocol here is
+    five commands over a pipe; only the slots being recorded are asked to render. A worker that dies mid-episode
+    (crash, OOM kill) ends only its own slot's episode: `step` reports the slot in `failed` and leaves it out
+    until the next `reset` starts a new worker.
+    """
+
+    backend = "cpu"
+    independent_slots = True
+
+    def __init__(self, num_envs: int, torch_threads: int | None = 1, obs_mode: str = OBS_MODE):
+        self.num_envs = num_envs
+        self._torch_threads = torch_threads
+        self._obs_mode = obs_mode  # benchmarks compare against "state_dict" (no rendering)
+        self._active = 0
+        self._spec: TaskSpec | None = None
+        self._dead: dict[int, str] = {}
+        self._blank_obs: Obs = {}
+        self._context = mp.get_context("forkserver")
+        # workers fork from one server that imported ManiSkill once, instead of each importing it (~8 s of CPU each)
+        self._context.set_forkserver_preload(["bench.envs.cpu_workers", "mani_skill.envs"])  # the worker loop
+        self._workers = [self._spawn() for _ in range(num_envs)]
+        self.restarts = 0
+
+    def _spawn(self):
+        parent, child = self._context.Pipe()
+        process = self._context.Process(target=_worker_main, args=(child, self._torch_threads), daemon=True)
+        process.start()
+        child.close()
+        return process, parent
+
+    def _call(self, slots: Sequence[int], command: str, args: Sequence) -> dict[int, object]:
+        """Sends `command` to each slot's worker and gathers the replies. A worker that died is recorded in
+        `_dead` and has no reply; errors raised inside a worker are raised here, after every reply is in."""
+        self._send(slots, command, args)
+        return self._gather(slots, command)
+
+    def _send(self, slots: Sequence[int], command: str, args: Sequence) -> None:
+        for slot, arg in zip(slots, args):
+            try:
+                self._workers[slot][1].send((command, arg))
+            except (BrokenPipeError, OSError):
+                self._dead[slot] = f"CPU env worker {slot} died before '{command}'"
+
+    def _gather(self, slots: Sequence[int], command: str) -> dict[int, object]:
+        replies, failure = {}, None
+        for slot in slots:
+            if slot in self._dead:
+                continue
+            process, conn = self._workers[slot]
+            try:
+                status, payload = conn.recv()
+            except (EOFError, OSError):
+                self._dead[slot] = f"CPU env worker {slot} (pid {process.pid}) died during '{command}'"
+                continue
+            if status == "bench_error":
+                failure = failure or BenchError(payload)
+            elif status == "error":
+                failure = failure or vulkan_error(payload) or RuntimeError(f"CPU env worker {slot} failed: {payload}")
+            replies[slot] = payload
+        if failure is not None:
+            raise failure
+        return replies
+
+    def _restart_dead(self) -> None:
+        for slot in sorted(self._dead):
+            process, conn = self._workers[slot]
+            conn.close()
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+            self._workers[slot] = self._spawn()
+            del self._dead[slot]
+            self.restarts += 1
+            if self._spec is not None:
+                self._call([slot], "start", [(self._spec, self._obs_mode)])
+
+    def _all(self, slots: Sequence[int], command: str, args: Sequence) -> list:
+        """A command every slot must complete (start, reset): a worker that dies is restarted and asked once
+        more; dying twice in a row is a broken setup, not bad luck, and ends the run."""
+        replies = self._call(slots, command, args)
+        if self._dead:
+            retry = sorted(self._dead)
+            reasons = dict(self._dead)
+            self._restart_dead()
+            replies.update(self._call(retry, command, [args[list(slots).index(s)] for s in retry]))
+            if self._dead:
+                raise RuntimeError(f"{reasons[min(reasons)]}, and again after a restart")
+        return [replies[s] for s in slots]
+
+    def start_task(self, spec: TaskSpec) -> ActionBounds:
+        self._spec = spec
+        self._restart_dead()
+        return self._all(range(self.num_envs), "start", [(spec, self._obs_mode)] * self.num_envs)[0]
+
+    def reset(self, seeds: Sequence[int]) -> Obs:
+        if not 0 < len(seeds) <= self.num_envs:
+            raise ValueError(f"reset needs 1..{self.num_envs} seeds, got {len(seeds)}")
+        self._restart_dead()
+        self._active = len(seeds)
+        rows = self._all(range(self._active), "reset", [int(s) for s in seeds])
+        self._blank_obs = {key: np.zeros_like(value) for key, value in rows[0].items()}  # a dead slot's rows
+        return stack_obs(rows)
+
+    def step_async(self, actions: np.ndarray, slots: Sequence[int]) -> None:
+        live = [(s, a) for s, a in zip(slots, actions) if s not in self._dead]
+        self._send([s for s, _ in live], "step", [a.astype(np.float32) for _, a in live])
+
+    def step_wait(self, slots: Sequence[int]) -> StepOutput:
+        replies = self._gather([s for s in slots if s not in self._dead], "step")
+        blank = (self._blank_obs, 0.0, False)
+        obs, rewards, successes = zip(*(replies.get(s, blank) for s in slots))
+        failed = {s: self._dead[s] for s in slots if s in self._dead}
+        return StepOutput(stack_obs(obs), np.array(rewards, np.float32), np.array(successes, bool), failed)
+
+    def render(self, slots: Sequence[int]) -> list[np.ndarray | None]:
+        live = [s for s in slots if s not in self._dead]
+        replies = self._call(live, "render", [None] * len(live))
+        return [replies.get(s) for s in slots]
+
+    def close(self) -> None:
+        if self._spec is None:  # no task started: the workers hold nothing, and may still be importing
+            for process, _ in self._workers:
+                process.kill()
+                process.join()
+            self._workers = []
+            return
+        for process, conn in self._workers:
+            try:
+                conn.send(("close", None))
+                conn.recv()
+            except (BrokenPipeError, EOFError, OSError):
+                pass
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+        self._workers = []

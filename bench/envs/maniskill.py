@@ -1,0 +1,70 @@
+"""ManiSkill itself: a task spec turned into a gym env, its observations flattened, its Vulkan errors explained."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.envs.base import Obs
+from bench.errors import BenchError
+from bench.tasks import TaskSpec
+
+OBS_MODE = "rgb+state_dict"  # camera images plus the simulator state that privileged experts read
+NO_VULKAN_FIX = (
+    "no Vulkan device for rendering: install Mesa >= 24.3 (lavapipe) with `bash scripts/install-system-deps.sh` "
+    "(Debian bookworm-backports), or run on a machine with a GPU driver"
+)
+# What SAPIEN raises when Vulkan has no usable device: an old Mesa ("failed to find a rendering device") or no driver
+# at all (the loader's vk::createInstanceUnique fails). Other rendering errors keep their own message.
+NO_VULKAN_MESSAGES = ("failed to find a rendering device", "vk::createInstanceUnique: ErrorIncompatibleDriver",
+                      "vk::createInstanceUnique: ErrorInitializationFailed")
+
+
+def make_maniskill_env(spec: TaskSpec, num_envs: int, sim_backend: str, obs_mode: str = OBS_MODE):
+    """Builds the ManiSkill env for a task spec; the one place that turns a spec into gym.make arguments."""
+    import gymnasium as gym
+    import mani_skill.envs  # noqa: F401  (registers the tasks)
+
+    height, width = spec.image_size
+    side = height * len(spec.cameras)  # third-person view as tall as the policy's cameras stacked (videos)
+    env = gym.make(
+        spec.id,
+        num_envs=num_envs,
+        obs_mode=obs_mode,
+        robot_uids=spec.robot,
+        control_mode=spec.control_mode,
+        reward_mode=spec.reward_mode,
+        sensor_configs=dict(width=width, height=height),
+        render_mode="rgb_array",
+        human_render_camera_configs=dict(width=side, height=side),
+        sim_backend=sim_backend,
+        sim_config=dict(sim_freq=spec.sim_freq, control_freq=spec.control_freq),
+        max_episode_steps=spec.max_steps,
+    )
+    unwrapped = env.unwrapped
+    hidden = {obj.name: obj for obj in unwrapped._hidden_objects}
+    for name in spec.show_hidden:
+        if name not in hidden:
+            raise BenchError(f"{spec.id}: show_hidden names '{name}', but the hidden objects are {sorted(hidden)}")
+        unwrapped._hidden_objects.remove(hidden[name])
+        hidden[name].show_visual()  # ManiSkill hid it when it built the scene; off the list it is never hidden again
+    if "sensor_data" in obs_mode or "rgb" in obs_mode:
+        missing = set(spec.cameras) - set(unwrapped._sensors)
+        if missing:
+            raise BenchError(f"{spec.id}: cameras {sorted(missing)} not in {sorted(unwrapped._sensors)}; fix `cameras`")
+    return env
+
+
+def flatten_obs(obs: dict, prefix: str = "") -> Obs:
+    """Nested ManiSkill observation -> {"a/b/c": numpy array with the batch as first axis}."""
+    flat: Obs = {}
+    for key, value in obs.items():
+        if isinstance(value, dict):
+            flat.update(flatten_obs(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value.cpu().numpy() if hasattr(value, "cpu") else np.asarray(value)
+    return flat
+
+
+def vulkan_error(message: str) -> BenchError | None:
+    """The one-line fix for an error message that says Vulkan has no device; None for any other message."""
+    return BenchError(NO_VULKAN_FIX) if any(m in message for m in NO_VULKAN_MESSAGES) else None
