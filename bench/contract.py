@@ -132,7 +132,7 @@ def differences(a: dict, b: dict, tasks: Iterable[str] | None = None, policy: bo
         ta, tb = a["tasks"].get(task, {}), b["tasks"].get(task, {})
         if "sim_backend" not in ta or "sim_backend" not in tb:  # one side is static: its backend is not planned yet
             ta, tb = ({k: v for k, v in t.items() if k != "sim_backend"} for t in (ta, tb))
-        sections[task] = (ta, tb)
+        sections[f"tasks.{task}"] = (ta, tb)
     if policy and "policy" in a and "policy" in b:
         sections["policy"] = (a["policy"], b["policy"])
     found = []

@@ -58,7 +58,7 @@ class _Plan:
     run_dir: Path
     num_envs: int
     previous: dict | None  # the manifest of the run being resumed
-    reference: tuple[str, dict] | None  # (what, contract) the run must match: a --baseline's
+    reference: tuple[str, dict | None] | None  # (refusal, contract) the run must match: a --baseline's
 
 
 def _prepare(config: RunConfig) -> _Plan:
@@ -89,24 +89,31 @@ def _prepare(config: RunConfig) -> _Plan:
         if not (config.baseline / MANIFEST).is_file():
             raise BenchError(f"--baseline {config.baseline} is not a run folder (no {MANIFEST}): pass a folder "
                              "written by `bench run`")
-        reference = (f"the baseline {config.baseline}", read_manifest(config.baseline).get("contract"))
+        reference = (f"this run would not evaluate what the baseline {config.baseline} did; run it with the "
+                     "baseline's settings (task files, --seed, --replan-steps, versions)",
+                     read_manifest(config.baseline).get("contract"))
     if previous is not None:
-        _must_match(("the run being resumed", previous.get("contract")), static, [t.id for t in tasks])
+        _must_match(_resumed(run_dir, previous), static, [t.id for t in tasks])
     elif reference is not None:
         _must_match(reference, static, [t.id for t in tasks])
     return _Plan(config, suite, tasks, preset, run_dir, min(config.num_envs, config.episodes), previous, reference)
 
 
+def _resumed(run_dir: Path, previous: dict) -> tuple[str, dict | None]:
+    return (f"cannot resume {run_dir}: it was started with other settings, task specs, policy or package versions",
+            previous.get("contract"))
+
+
 def _must_match(reference: tuple[str, dict | None], run_contract: dict, tasks: list[str], policy: bool = False) -> None:
-    what, recorded = reference
+    """Refuses the run unless its contract matches the reference's (a baseline: evaluation and the common tasks;
+    a resumed run: everything)."""
+    refusal, recorded = reference
     if recorded is None:
-        raise BenchError(f"{what} predates evaluation contracts: nothing shows it was evaluated as this run would "
-                         "be; record it again with this version of bench")
+        raise BenchError(f"{refusal}: it predates evaluation contracts, so nothing shows how it was evaluated")
     common = [t for t in tasks if t in recorded.get("tasks", {})] if not policy else None
     found = contract.differences(recorded, run_contract, common, policy=policy)
     if found:
-        raise BenchError(f"this run would not evaluate what {what} did:\n  " + "\n  ".join(found) +
-                         "\nrun with its settings (task files, --seed, --replan-steps, versions)")
+        raise BenchError(f"{refusal}:\n  " + "\n  ".join(found))
 
 
 def run(config: RunConfig, console: Console | None = None, executor: Executor | None = None) -> RunOutcome:
@@ -142,8 +149,7 @@ def run(config: RunConfig, console: Console | None = None, executor: Executor | 
                                              event.backends, event.why, plan.num_envs, packages, executor.layout())
                 run_contract = manifest["contract"]
                 if previous is not None:
-                    _must_match(("the run being resumed", previous.get("contract")), run_contract,
-                                [t.id for t in tasks], policy=True)
+                    _must_match(_resumed(run_dir, previous), run_contract, [t.id for t in tasks], policy=True)
                     manifest = {**previous, "config": {**previous["config"], "num_envs_used": plan.num_envs}}
                 elif plan.reference is not None:
                     _must_match(plan.reference, run_contract, [t.id for t in tasks])

@@ -12,15 +12,17 @@ from bench.policies.baselines import RandomPolicy
 
 class FaultyRandom(RandomPolicy):
     """The random baseline, except that it raises whenever a batch holds an episode of `raise_on` and returns NaN
-    actions for the episodes of `nan_on`. Raising happens before any random draw, so the other episodes' actions
-    stay exactly those of the plain random policy."""
+    actions for the episodes of `nan_on`. It raises before any random draw, or with `draw_first` after drawing the
+    whole batch's actions (a model that fails late, its per-episode random state already advanced)."""
 
     name = "faulty"
     overlap = True  # runs in two lanes, so the fault tests also check that lanes change no result
 
-    def __init__(self, num_slots: int, seed: int = 0, raise_on: tuple = (), nan_on: tuple = ()):
+    def __init__(self, num_slots: int, seed: int = 0, raise_on: tuple = (), nan_on: tuple = (),
+                 draw_first: bool = False, lanes: int = 2):
         super().__init__(num_slots, seed)
-        self.raise_on, self.nan_on = set(raise_on), set(nan_on)
+        self.raise_on, self.nan_on, self.draw_first = set(raise_on), set(nan_on), draw_first
+        self.overlap = lanes == 2
         self._episodes = [-1] * num_slots
 
     def reset(self, slot: int, context: EpisodeContext) -> None:
@@ -28,9 +30,12 @@ class FaultyRandom(RandomPolicy):
         self._episodes[slot] = context.episode.index
 
     def act(self, obs, slots):
-        if any(self._episodes[s] in self.raise_on for s in slots):
+        failing = any(self._episodes[s] in self.raise_on for s in slots)
+        if failing and not self.draw_first:
             raise RuntimeError("injected failure")
         actions = super().act(obs, slots)
+        if failing:
+            raise RuntimeError("injected failure")
         actions[[self._episodes[s] in self.nan_on for s in slots]] = np.nan
         return actions
 
@@ -72,4 +77,33 @@ class ShardKiller(RandomPolicy):
         if self.calls == self.kill_at and not self.marker.exists():
             self.marker.write_text("killed once")
             os.kill(os.getpid(), signal.SIGKILL)
+        return super().act(obs, slots)
+
+
+class FaultyWithoutSnapshots(FaultyRandom):
+    """FaultyRandom as a plugin that does not implement `Policy.snapshot`: its failed batches cannot be retried."""
+
+    def snapshot(self, slot: int):
+        return None
+
+
+class DiskFiller(RandomPolicy):
+    """The random baseline that, at its `fill_at`-th call, fills the filesystem holding `path`: the disk of the
+    run folder becoming full mid-run."""
+
+    name = "disk-filler"
+
+    def __init__(self, num_slots: int, seed: int = 0, fill_at: int = 3, path: str = ""):
+        super().__init__(num_slots, seed)
+        self.fill_at, self.path, self.calls = fill_at, Path(path), 0
+
+    def act(self, obs, slots):
+        self.calls += 1
+        if self.calls == self.fill_at:
+            with self.path.open("wb", buffering=0) as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 4096)
+                except OSError:
+                    pass
         return super().act(obs, slots)

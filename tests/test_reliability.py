@@ -131,6 +131,34 @@ def test_a_policy_failing_on_some_envs_leaves_the_others_intact(bench, short_tas
     assert len(read_episodes(output / "aborted")) == 2  # the first wave, kept
 
 
+def batch_failure_run(bench, short_tasks: Path, output: Path, plugin: str, episodes: int = 4) -> pd.DataFrame:
+    """`episodes` (>= 3) in one wave and ONE lane; the batched call raises after drawing every slot's actions
+    (episode 1 fails), so the runner must ask each slot again alone."""
+    preset = output.parent / f"{plugin}.toml"
+    preset.write_text(f'plugin = "faulty_policies:{plugin}"\n[params]\nraise_on = [1]\ndraw_first = true\nlanes = 1\n')
+    code, text = bench("run", "--policy", str(preset), "--tasks", "PickCube-v1", "--episodes", str(episodes),
+                       "--num-envs", str(episodes), "--tasks-dir", str(short_tasks), "--output", str(output),
+                       "--run-id", "batch", "--max-error-share", "1")
+    assert code == 0, text
+    episodes = read_episodes(output / "batch")
+    assert set(episodes["lanes"]) == {1} and set(episodes["wave_size"]) == {len(episodes)}
+    return episodes.set_index("episode").sort_index()
+
+
+def test_a_failed_batch_is_retried_slot_by_slot_from_the_state_before_it(bench, short_tasks, reference, tmp_path):
+    episodes = batch_failure_run(bench, short_tasks, tmp_path / "out", "FaultyRandom")
+    assert list(episodes["status"]) == ["ok", "error", "ok", "ok"]
+    ok = comparable(tmp_path / "out" / "batch").query("status == 'ok'").drop(columns="error").reset_index(drop=True)
+    expected = comparable(reference).query("episode in (0, 2, 3)").drop(columns="error").reset_index(drop=True)
+    pd.testing.assert_frame_equal(ok, expected)  # their random draws were restored before they were asked again
+
+
+def test_a_failed_batch_of_a_policy_without_snapshots_fails_its_episodes(bench, short_tasks, tmp_path):
+    episodes = batch_failure_run(bench, short_tasks, tmp_path / "out", "FaultyWithoutSnapshots", episodes=3)
+    assert (episodes["status"] == "error").all()  # none of them can act as an uninterrupted run would
+    assert "cannot snapshot its per-episode state" in episodes.loc[0, "error"]
+
+
 def test_concurrent_runs_and_a_reader_never_corrupt_each_other(short_tasks, tmp_path):
     """Two runs write into one results/ folder while `bench leaderboard` reads it over and over."""
     from bench.report import leaderboard
