@@ -34,9 +34,13 @@ def new_run_id(policy: str) -> str:
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write to a temporary file and rename over the target, so readers never see half a file."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        json.dump(data, f, indent=2, default=str)
-        f.flush()
-        os.fsync(f.fileno())
+        try:
+            json.dump(data, f, indent=2, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            os.unlink(f.name)
+            raise
     os.replace(f.name, path)
 
 

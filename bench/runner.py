@@ -204,8 +204,9 @@ def _append(writer: RunWriter, record: dict) -> None:
     try:
         writer.append(record)
     except OSError as e:
-        raise RunFailed(f"cannot write {writer.run_dir}: {e.strerror}; the {len(writer.records)} episodes finished "
-                        f"before are saved: free space, then `bench run --resume {writer.run_dir}`") from None
+        raise RunFailed(f"cannot write {writer.run_dir}: {e.strerror}; every episode finished before "
+                        f"({len(writer.records)}) is saved: free space, then `bench run --resume {writer.run_dir}`"
+                        ) from None
 
 
 def _finish(writer: RunWriter, status: str, extra: dict, preset: PolicyPreset, run_dir: Path,

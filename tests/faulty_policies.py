@@ -1,6 +1,7 @@
 """Policies that fail on purpose, for the fault-injection tests (loaded as `faulty_policies:FaultyRandom`)."""
 
 import os
+import resource
 import signal
 from pathlib import Path
 
@@ -87,23 +88,20 @@ class FaultyWithoutSnapshots(FaultyRandom):
         return None
 
 
-class DiskFiller(RandomPolicy):
-    """The random baseline that, at its `fill_at`-th call, fills the filesystem holding `path`: the disk of the
-    run folder becoming full mid-run."""
+class DiskRefuser(RandomPolicy):
+    """The random baseline that, at its `refuse_at`-th call, stops its own process from growing `path` (the run's
+    episodes.jsonl) any further (RLIMIT_FSIZE; writes then fail with EFBIG, as they fail with ENOSPC on a full
+    disk): the run's disk refusing writes mid-run. Run it in a process of its own."""
 
-    name = "disk-filler"
+    name = "disk-refuser"
 
-    def __init__(self, num_slots: int, seed: int = 0, fill_at: int = 3, path: str = ""):
+    def __init__(self, num_slots: int, seed: int = 0, refuse_at: int = 60, path: str = ""):
         super().__init__(num_slots, seed)
-        self.fill_at, self.path, self.calls = fill_at, Path(path), 0
+        self.refuse_at, self.path, self.calls = refuse_at, Path(path), 0
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process on the refused write
 
-    def act(self, obs, slots):
+    def act(self, obs, slots):  # on the runner's policy thread
         self.calls += 1
-        if self.calls == self.fill_at:
-            with self.path.open("wb", buffering=0) as f:
-                try:
-                    while True:
-                        f.write(b"\0" * 4096)
-                except OSError:
-                    pass
+        if self.calls == self.refuse_at:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.path.stat().st_size, resource.RLIM_INFINITY))
         return super().act(obs, slots)
