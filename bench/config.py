@@ -69,9 +69,9 @@ class RunConfig:
     norm_stats.json or a lerobot normalizer .safetensors)."""
     num_envs: int = _in(WHERE, factory=default_num_envs)
     """Episodes run in parallel (env slots)."""
-    worker_timeout: float = _in(WHERE, 300.0)
-    """Seconds a CPU env worker may take to answer a step, reset or render before it counts as dead (killed; its
-    episode retried once). Starting a task's environment may take twice as long."""
+    worker_timeout: float = _in(WHERE, 120.0)
+    """Seconds a CPU env worker may take to answer a step or render before it counts as dead (killed; its episode
+    retried once); building or resetting a scene may take max(300, this)."""
     ray: bool = _in(WHERE, False)
     """Run the episodes as shards on a Ray cluster (a local one unless --ray-address); results stream back here."""
     ray_address: str | None = _in(WHERE)

@@ -56,4 +56,4 @@ def open_physics(backend: str, num_envs: int, worker_timeout: float) -> BatchedE
     """N env slots on `backend`; CPU workers start importing in the background at once."""
     if backend == "gpu":
         return GpuEnvs(num_envs)
-    return CpuWorkerEnvs(num_envs)  # INTERIM: worker_timeout wired after the envs timeout lands
+    return CpuWorkerEnvs(num_envs, step_timeout_s=worker_timeout)

@@ -93,6 +93,7 @@ def test_policy_that_cannot_run_a_task_is_refused_before_any_episode(bench, tmp_
                        "--output", str(tmp_path / "out"))
     assert code == 2
     assert "the expert policy has no script for PlugCharger-v1" in " ".join(text.split())
+    assert "running" not in text and "0/50" not in text  # the workers started, but no run was shown
     assert_nothing_written(tmp_path / "out")
 
 
