@@ -42,15 +42,15 @@ class FaultyRandom(RandomPolicy):
 
 
 class WorkerKiller(RandomPolicy):
-    """The random baseline that, on its `kill_at`-th call, SIGKILLs one CPU env worker of this process: a worker
-    dying mid-wave, at a moment the test controls."""
+    """The random baseline that, on its `kill_at`-th call, sends `signal_name` (SIGKILL: a worker dying; SIGSTOP: a
+    worker hanging without dying) to one CPU env worker of this process, mid-wave, at a moment the test controls."""
 
     name = "worker-killer"
     overlap = True
 
-    def __init__(self, num_slots: int, seed: int = 0, kill_at: int = 2):
+    def __init__(self, num_slots: int, seed: int = 0, kill_at: int = 2, signal_name: str = "SIGKILL"):
         super().__init__(num_slots, seed)
-        self.kill_at, self.calls = kill_at, 0
+        self.kill_at, self.calls, self.signal = kill_at, 0, signal.Signals[signal_name]
 
     def act(self, obs, slots):
         import psutil
@@ -59,7 +59,7 @@ class WorkerKiller(RandomPolicy):
         if self.calls == self.kill_at:
             workers = [p for p in psutil.Process().children(recursive=True)  # env workers: the forkserver's children
                        if "forkserver" in " ".join(p.parent().cmdline())]
-            max(workers, key=lambda p: p.create_time()).kill()
+            max(workers, key=lambda p: p.create_time()).send_signal(self.signal)
         return super().act(obs, slots)
 
 

@@ -1,4 +1,4 @@
-"""Fault injection on real ManiSkill environments (CPU): kills, resume, policy failures, dead env workers.
+"""Fault injection on real ManiSkill environments (CPU): kills, resume, policy failures, dead or hung env workers.
 
 Every run here is the random policy on PickCube-v1 with a 50-step budget (the `short_tasks` copy of tasks/),
 4 episodes in 2 env slots: two waves, so a failure in one wave can be told apart from the other.
@@ -12,10 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
+from bench.envs import CpuWorkerEnvs
 from bench.results import read_episodes, read_manifest
+from bench.tasks import episodes_for, load_suite
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -92,16 +96,58 @@ def test_resume_refuses_other_settings_and_extra_options(bench, short_tasks, ref
     assert code == 2 and "it was started with other settings" in text and "tasks.PickCube-v1.max_steps: 50 != 51" in text
 
 
-def test_a_killed_env_worker_is_restarted_and_its_episode_retried(bench, short_tasks, reference, tmp_path):
-    preset = tmp_path / "killer.toml"  # random actions, and SIGKILL to a worker in the middle of wave 1
-    preset.write_text('plugin = "faulty_policies:WorkerKiller"\n[params]\nkill_at = 2\n')
+def assert_worker_lost_and_episode_retried(bench, short_tasks: Path, reference: Path, tmp_path: Path, signal_name: str):
+    """A run whose newest env worker gets `signal_name` in the middle of wave 1 (random actions otherwise) ends
+    completed, with that worker replaced and its episode run again, exactly as in the uninterrupted run."""
+    preset = tmp_path / "killer.toml"
+    preset.write_text(f'plugin = "faulty_policies:WorkerKiller"\n[params]\nkill_at = 2\nsignal_name = "{signal_name}"')
     code, text = bench("run", "--policy", str(preset), *args(short_tasks, tmp_path, "worker")[3:])
     assert code == 0, text
     run = tmp_path / "worker"
     episodes = read_episodes(run).set_index("episode").sort_index()
-    assert (episodes["status"] == "ok").all() and episodes["retry"].sum() == 1  # the episode of the killed slot
-    assert read_manifest(run)["env_restarts"] == 1
+    assert (episodes["status"] == "ok").all() and episodes["retry"].sum() == 1  # the episode of the lost slot
+    manifest = read_manifest(run)
+    assert manifest["status"] == "completed" and manifest["env_restarts"] == 1
     pd.testing.assert_frame_equal(comparable(run), comparable(reference))  # the retry replayed its episode exactly
+
+
+def test_a_killed_env_worker_is_restarted_and_its_episode_retried(bench, short_tasks, reference, tmp_path):
+    assert_worker_lost_and_episode_retried(bench, short_tasks, reference, tmp_path, "SIGKILL")
+
+
+def test_a_hung_env_worker_is_killed_after_the_timeout_and_its_episode_retried(bench, short_tasks, reference, tmp_path,
+                                                                                monkeypatch):
+    """SIGSTOP: the worker hangs without dying. After the step timeout (5 s here, not the default 120 s) the driver
+    kills it and goes on as for a crash; without a timeout this run would wait forever."""
+    monkeypatch.setattr("bench.envs.cpu_workers.DEFAULT_STEP_TIMEOUT_S", 5.0)
+    assert_worker_lost_and_episode_retried(bench, short_tasks, reference, tmp_path, "SIGSTOP")
+
+
+def test_a_stopped_env_worker_costs_one_timeout_then_is_replaced(short_tasks, monkeypatch):
+    """CpuWorkerEnvs alone: a stopped worker's step returns after the timeout with the slot in `failed` (the reason
+    names slot, pid, command and timeout), the next reset replaces the worker, and close() never waits on one."""
+    monkeypatch.setattr("bench.envs.cpu_workers.CLOSE_TIMEOUT_S", 2.0)
+    spec = load_suite(short_tasks).tasks["PushCube-v1"]
+    seed = episodes_for(spec.id, 0, 1)[0].seed
+    envs = CpuWorkerEnvs(1, step_timeout_s=3)
+    try:
+        low, _ = envs.start_task(spec)
+        envs.reset([seed])
+        pid = envs._workers[0][0].pid
+        os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        out = envs.step(np.zeros((1, len(low)), np.float32))
+        assert 3 <= time.monotonic() - started < 8
+        assert out.failed == {0: f"CPU env worker 0 (pid {pid}) did not answer 'step' within 3 s: killed"}
+        assert not psutil.pid_exists(pid)  # killed and reaped
+        envs.reset([seed])
+        assert envs.restarts == 1
+        assert not envs.step(np.zeros((1, len(low)), np.float32)).failed
+        os.kill(envs._workers[0][0].pid, signal.SIGSTOP)
+        started = time.monotonic()
+    finally:
+        envs.close()
+    assert time.monotonic() - started < 6  # the close deadline (2 s here) and a kill, not a wait on the worker
 
 
 def test_a_policy_failing_on_some_envs_leaves_the_others_intact(bench, short_tasks, reference, tmp_path):

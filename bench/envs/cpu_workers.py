@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import time
 import traceback
 from collections.abc import Sequence
 
@@ -13,6 +14,12 @@ from bench.envs.base import ActionBounds, BatchedEnvs, Obs, StepOutput, stack_ob
 from bench.envs.maniskill import OBS_MODE, flatten_obs, make_maniskill_env, vulkan_error
 from bench.errors import BenchError
 from bench.tasks import TaskSpec
+
+# How long the driver waits for a worker's reply before treating the worker as dead (see CpuWorkerEnvs). Read when
+# a CpuWorkerEnvs is made: its arguments (passed on by `open_envs`) override them, tests shorten them.
+DEFAULT_START_TIMEOUT_S = 300.0  # start and reset: building (or rebuilding) a scene
+DEFAULT_STEP_TIMEOUT_S = 120.0  # step and render
+CLOSE_TIMEOUT_S = 10.0  # close: all the workers together, then the stragglers are killed
 
 
 def _worker_main(conn, torch_threads: int | None) -> None:
@@ -67,12 +74,31 @@ class CpuWorkerEnvs(BatchedEnvs):
     five commands over a pipe; only the slots being recorded are asked to render. A worker that dies mid-episode
     (crash, OOM kill) ends only its own slot's episode: `step` reports the slot in `failed` and leaves it out
     until the next `reset` starts a new worker.
+
+    A worker that hangs without dying (a deadlock in a native library, a stopped process) is treated exactly like
+    one that died: every wait for replies has one deadline for all the slots asked, and a worker that has not
+    answered by then is killed (SIGKILL, which also ends a stopped process) and reported with the slot, pid,
+    command and timeout. The timeouts only have to catch a hung worker, never a slow one, so they are generous:
+    - `start_timeout_s` (start and reset; default DEFAULT_START_TIMEOUT_S, 300 s, and never below the step
+      timeout): building a scene took ~10 s with 2 workers on 2 cores, several times that on cores shared with
+      other jobs, and grows with the workers per core (16 workers on 2 cores: a minute or more, an estimate);
+      resets take ~0.3 s, but rebuild the scene in tasks that reconfigure at reset.
+    - `step_timeout_s` (step and render; default DEFAULT_STEP_TIMEOUT_S, 120 s): a step with two 224x224 cameras
+      takes ~0.2 s on lavapipe, a render ~0.2 s; 120 s is hundreds of times that, room for a loaded machine.
+    `close` waits CLOSE_TIMEOUT_S (10 s) in all for the workers to exit, then kills the rest. Not caught: a worker
+    that stops halfway through writing a reply larger than the pipe's buffer (`recv` has no timeout).
     """
 
     backend = "cpu"
     independent_slots = True
 
-    def __init__(self, num_envs: int, torch_threads: int | None = 1, obs_mode: str = OBS_MODE):
+    def __init__(self, num_envs: int, torch_threads: int | None = 1, obs_mode: str = OBS_MODE,
+                 step_timeout_s: float | None = None, start_timeout_s: float | None = None):
+        step = DEFAULT_STEP_TIMEOUT_S if step_timeout_s is None else step_timeout_s
+        start = max(DEFAULT_START_TIMEOUT_S, step) if start_timeout_s is None else start_timeout_s
+        if not (step > 0 and start > 0):
+            raise ValueError(f"worker timeouts must be positive, got step {step} s and start {start} s")
+        self._timeouts = {"start": start, "reset": start, "step": step, "render": step}
         self.num_envs = num_envs
         self._torch_threads = torch_threads
         self._obs_mode = obs_mode  # benchmarks compare against "state_dict" (no rendering)
@@ -94,8 +120,9 @@ class CpuWorkerEnvs(BatchedEnvs):
         return process, parent
 
     def _call(self, slots: Sequence[int], command: str, args: Sequence) -> dict[int, object]:
-        """Sends `command` to each slot's worker and gathers the replies. A worker that died is recorded in
-        `_dead` and has no reply; errors raised inside a worker are raised here, after every reply is in."""
+        """Sends `command` to each slot's worker and gathers the replies. A worker that died or did not answer in
+        time is recorded in `_dead` and has no reply; errors raised inside a worker are raised here, after every
+        reply is in."""
         self._send(slots, command, args)
         return self._gather(slots, command)
 
@@ -107,12 +134,19 @@ class CpuWorkerEnvs(BatchedEnvs):
                 self._dead[slot] = f"CPU env worker {slot} died before '{command}'"
 
     def _gather(self, slots: Sequence[int], command: str) -> dict[int, object]:
+        timeout = self._timeouts[command]
+        deadline = time.monotonic() + timeout  # one for all the slots: a call waits `timeout` at most, not per slot
         replies, failure = {}, None
         for slot in slots:
             if slot in self._dead:
                 continue
             process, conn = self._workers[slot]
             try:
+                if not conn.poll(max(0.0, deadline - time.monotonic())):
+                    _kill(process)
+                    self._dead[slot] = (f"CPU env worker {slot} (pid {process.pid}) did not answer '{command}' "
+                                        f"within {timeout:g} s: killed")
+                    continue
                 status, payload = conn.recv()
             except (EOFError, OSError):
                 self._dead[slot] = f"CPU env worker {slot} (pid {process.pid}) died during '{command}'"
@@ -130,9 +164,7 @@ class CpuWorkerEnvs(BatchedEnvs):
         for slot in sorted(self._dead):
             process, conn = self._workers[slot]
             conn.close()
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
+            _kill(process)  # dead already, or killed for not answering: this reaps it
             self._workers[slot] = self._spawn()
             del self._dead[slot]
             self.restarts += 1
@@ -183,19 +215,26 @@ class CpuWorkerEnvs(BatchedEnvs):
         return [replies.get(s) for s in slots]
 
     def close(self) -> None:
-        if self._spec is None:  # no task started: the workers hold nothing, and may still be importing
-            for process, _ in self._workers:
-                process.kill()
-                process.join()
-            self._workers = []
-            return
+        """Asks every worker to close its env and exit, reading whatever replies it still sends, and kills those
+        that have not exited within CLOSE_TIMEOUT_S (one deadline for all): a hung worker never holds up the
+        driver. Before any task started, the workers hold nothing (and may still be importing): they are killed."""
+        deadline = time.monotonic() + (CLOSE_TIMEOUT_S if self._spec is not None else 0.0)
+        if self._spec is not None:
+            self._send(range(len(self._workers)), "close", [None] * len(self._workers))
         for process, conn in self._workers:
             try:
-                conn.send(("close", None))
-                conn.recv()
-            except (BrokenPipeError, EOFError, OSError):
+                while conn.poll(max(0.0, deadline - time.monotonic())):
+                    conn.recv()  # a reply left over from an interrupted call, then the close reply, then EOF
+            except Exception:  # EOF once the worker has exited; or a stream cut by an interrupted read: kill below
                 pass
-            process.join(timeout=10)
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
             if process.is_alive():
-                process.kill()
+                _kill(process)
+            conn.close()
         self._workers = []
+
+
+def _kill(process) -> None:
+    """SIGKILL (it ends a stopped process too) and reap; a process stuck in the kernel is not waited on for long."""
+    process.kill()
+    process.join(timeout=5)
