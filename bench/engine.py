@@ -20,9 +20,8 @@ import numpy as np
 from bench.adapters import ActionChunker
 from bench.config import RunConfig
 from bench.contract import package_versions
-from bench.envs import BatchedEnvs, Obs
+from bench.envs import BatchedEnvs, Obs, open_physics, plan_physics
 from bench.events import Done, Event, StepCounter, Started, Wave
-from bench.physics import open_physics, plan_physics
 from bench.policies import EpisodeContext, Policy, PolicyPreset, build_policy
 from bench.tasks import Episode, TaskSpec
 from bench.video import WaveVideos

@@ -14,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from bench import contract, physics
+from bench import contract
 from bench.cluster import RayExecutor
 from bench.config import RunConfig
 from bench.engine import LocalExecutor
+from bench.envs import summary
 from bench.errors import BenchError
 from bench.events import Done, Executor, Started, Wave
 from bench.policies import PolicyPreset, preflight_policy, resolve_preset
@@ -160,7 +161,7 @@ def run(config: RunConfig, console: Console | None = None, executor: Executor | 
                 verb = f"resuming ({total - todo} of {total} episodes already finished)" if previous else "running"
                 console.print(f"[bold]bench[/] {run_dir.name}: {verb}, policy {preset.name}, {len(tasks)} task(s) x "
                               f"{config.episodes} episodes")
-                console.print(f"physics: {physics.summary(event.backends, event.why)}", highlight=False)
+                console.print(f"physics: {summary(event.backends, event.why)}", highlight=False)
                 live.__enter__()
                 for record in writer.records:
                     live.add(record)

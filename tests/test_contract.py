@@ -7,7 +7,7 @@ import pytest
 from bench import contract
 from bench.config import AFTER, OUTPUT, POLICY, RESUME, WHAT, WHERE, RunConfig
 from bench.errors import BenchError
-from bench.physics import plan_physics, summary
+from bench.envs import plan_physics, summary
 from bench.policies import PolicyPreset
 from bench.tasks import episode_seed, load_suite
 

@@ -9,15 +9,15 @@ One module per concept; imports point down this list only:
 - `maniskill`: a task spec turned into a ManiSkill env, flat observations, the missing-Vulkan message;
 - `cpu_workers`: `CpuWorkerEnvs`, one CPU-physics env per worker process (restarts, timeouts);
 - `gpu`: `GpuEnvs`, N sub-scenes on GPU physics, and the check that GPU physics can start;
-- `choose`: `open_envs`, which picks a backend, and the default number of env slots.
+- `choose`: the physics plan (GPU or CPU per task), opening a backend, and the default number of env slots.
 """
 
 from bench.envs.base import ActionBounds, BatchedEnvs, Obs, StepOutput
-from bench.envs.choose import default_num_envs, open_envs
+from bench.envs.choose import PhysicsPlan, default_num_envs, open_physics, plan_physics, summary
 from bench.envs.cpu_workers import CpuWorkerEnvs
-from bench.envs.gpu import GEOMETRY_RANDOMIZED_TASKS, GpuEnvs, gpu_physics_status, physx_gpu_library
+from bench.envs.gpu import GpuEnvs, gpu_physics_status, physx_gpu_library
 from bench.envs.maniskill import NO_VULKAN_FIX, NO_VULKAN_MESSAGES, OBS_MODE, flatten_obs, make_maniskill_env
 
-__all__ = ["GEOMETRY_RANDOMIZED_TASKS", "NO_VULKAN_FIX", "NO_VULKAN_MESSAGES", "OBS_MODE", "ActionBounds",
-           "BatchedEnvs", "CpuWorkerEnvs", "GpuEnvs", "Obs", "StepOutput", "default_num_envs", "flatten_obs",
-           "gpu_physics_status", "make_maniskill_env", "open_envs", "physx_gpu_library"]
+__all__ = ["NO_VULKAN_FIX", "NO_VULKAN_MESSAGES", "OBS_MODE", "ActionBounds", "BatchedEnvs", "CpuWorkerEnvs",
+           "GpuEnvs", "Obs", "PhysicsPlan", "StepOutput", "default_num_envs", "flatten_obs", "gpu_physics_status",
+           "make_maniskill_env", "open_physics", "physx_gpu_library", "plan_physics", "summary"]

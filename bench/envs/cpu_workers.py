@@ -16,7 +16,7 @@ from bench.errors import BenchError
 from bench.tasks import TaskSpec
 
 # How long the driver waits for a worker's reply before treating the worker as dead (see CpuWorkerEnvs). Read when
-# a CpuWorkerEnvs is made: its arguments (passed on by `open_envs`) override them, tests shorten them.
+# a CpuWorkerEnvs is made: its arguments (passed on by `open_physics`) override them, tests shorten them.
 DEFAULT_START_TIMEOUT_S = 300.0  # start and reset: building (or rebuilding) a scene
 DEFAULT_STEP_TIMEOUT_S = 120.0  # step and render
 CLOSE_TIMEOUT_S = 10.0  # close: all the workers together, then the stragglers are killed

@@ -14,9 +14,6 @@ from bench.envs.maniskill import flatten_obs, make_maniskill_env
 from bench.errors import BenchError
 from bench.tasks import TaskSpec
 
-# Tasks whose object geometry is sampled at scene build time (not part of the simulator state).
-GEOMETRY_RANDOMIZED_TASKS = frozenset({"PegInsertionSide-v1"})
-
 
 class GpuEnvs(BatchedEnvs):
     """ManiSkill GPU physics (`physx_cuda`) with num_envs sub-scenes.
@@ -37,11 +34,8 @@ class GpuEnvs(BatchedEnvs):
         self._actions: np.ndarray | None = None
 
     def start_task(self, spec: TaskSpec) -> ActionBounds:
-        if spec.id in GEOMETRY_RANDOMIZED_TASKS:
-            raise BenchError(
-                f"{spec.id} draws its object shapes when the scene is built, so its episodes are pinned only "
-                "on CPU physics: run it with --sim-backend cpu"
-            )
+        if not spec.gpu_pinnable:  # the physics plan never sends such a task here
+            raise BenchError(f"{spec.id} cannot be pinned on GPU physics (gpu_pinnable = false in its task file)")
         self.close()
         self._env = make_maniskill_env(spec, num_envs=self.num_envs, sim_backend="physx_cuda")
         self._oracle = make_maniskill_env(spec, num_envs=1, sim_backend="physx_cpu", obs_mode="state_dict")
