@@ -96,12 +96,13 @@ def test_resume_refuses_other_settings_and_extra_options(bench, short_tasks, ref
     assert code == 2 and "it was started with other settings" in text and "tasks.PickCube-v1.max_steps: 50 != 51" in text
 
 
-def assert_worker_lost_and_episode_retried(bench, short_tasks: Path, reference: Path, tmp_path: Path, signal_name: str):
+def assert_worker_lost_and_episode_retried(bench, short_tasks: Path, reference: Path, tmp_path: Path, signal_name: str,
+                                           *options: str):
     """A run whose newest env worker gets `signal_name` in the middle of wave 1 (random actions otherwise) ends
     completed, with that worker replaced and its episode run again, exactly as in the uninterrupted run."""
     preset = tmp_path / "killer.toml"
     preset.write_text(f'plugin = "faulty_policies:WorkerKiller"\n[params]\nkill_at = 2\nsignal_name = "{signal_name}"')
-    code, text = bench("run", "--policy", str(preset), *args(short_tasks, tmp_path, "worker")[3:])
+    code, text = bench("run", "--policy", str(preset), *args(short_tasks, tmp_path, "worker", *options)[3:])
     assert code == 0, text
     run = tmp_path / "worker"
     episodes = read_episodes(run).set_index("episode").sort_index()
@@ -115,12 +116,10 @@ def test_a_killed_env_worker_is_restarted_and_its_episode_retried(bench, short_t
     assert_worker_lost_and_episode_retried(bench, short_tasks, reference, tmp_path, "SIGKILL")
 
 
-def test_a_hung_env_worker_is_killed_after_the_timeout_and_its_episode_retried(bench, short_tasks, reference, tmp_path,
-                                                                                monkeypatch):
-    """SIGSTOP: the worker hangs without dying. After the step timeout (5 s here, not the default 120 s) the driver
+def test_a_hung_env_worker_is_killed_after_the_timeout_and_its_episode_retried(bench, short_tasks, reference, tmp_path):
+    """SIGSTOP: the worker hangs without dying. After --worker-timeout (5 s here, not the default 120 s) the driver
     kills it and goes on as for a crash; without a timeout this run would wait forever."""
-    monkeypatch.setattr("bench.envs.cpu_workers.DEFAULT_STEP_TIMEOUT_S", 5.0)
-    assert_worker_lost_and_episode_retried(bench, short_tasks, reference, tmp_path, "SIGSTOP")
+    assert_worker_lost_and_episode_retried(bench, short_tasks, reference, tmp_path, "SIGSTOP", "--worker-timeout", "5")
 
 
 def test_a_stopped_env_worker_costs_one_timeout_then_is_replaced(short_tasks, monkeypatch):
