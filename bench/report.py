@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bench.identity import label_warnings, policy_names
+from bench.identity import PolicyIdentity, label_warnings, policy_names
 from bench.results import ok_mask
 from bench.runs import Run, RunSet, read_runs
 from bench.stats import wilson_interval
@@ -143,7 +144,7 @@ class ContractTable:
     episodes: pd.DataFrame
     """The counted records, with `policy` (the identity's name), `column` (task, and spec if several) and `run_dir`."""
 
-    @property
+    @cached_property
     def board(self) -> pd.DataFrame:
         return board_of(self.episodes)
 
@@ -183,40 +184,46 @@ def _changed(reference: dict | None, other: dict | None, versus: str = "") -> st
                      + (f" ({versus}: {json.dumps(reference.get(k))})" if versus and reference else "") for k in keys)
 
 
+Cell = tuple[str | None, PolicyIdentity, str, str | None]
+"""(evaluation settings, policy, task, task spec): the settings and spec as canonical JSON, None without a contract."""
+
+
 def leaderboard_of(runs: RunSet) -> Leaderboard:
     """Per evaluation contract, policy identity and task (and task spec), the newest run's episodes."""
     newest_first = sorted(runs.runs, key=lambda r: (r.created, str(r.path)), reverse=True)
     names = policy_names(run.policy for run in newest_first)
-    cells: dict[tuple, tuple[Run, pd.DataFrame]] = {}
+    cells: dict[Cell, tuple[Run, pd.DataFrame]] = {}
     for run in newest_first:
         contract = run.manifest.get("contract") or {}
         for task, group in run.episodes.groupby("task", sort=False):
             spec = (contract.get("tasks") or {}).get(task)
             cells.setdefault((_canonical(contract.get("evaluation")), run.policy, task, _canonical(spec)), (run, group))
-    by_evaluation: dict[str | None, list[tuple]] = {}
-    for key in cells:  # newest first, so that ties between contracts go to the newest
-        by_evaluation.setdefault(key[0], []).append(key)
-    order = sorted(by_evaluation, key=lambda e: -len({cells[k][0].path for k in by_evaluation[e]}))
-    reference = json.loads(order[0]) if order and order[0] is not None else None
+    by_evaluation: dict[str | None, dict[Cell, tuple[Run, pd.DataFrame]]] = {}
+    for cell, counted in cells.items():  # newest first, so that ties between contracts go to the newest
+        by_evaluation.setdefault(cell[0], {})[cell] = counted
+    order = sorted(by_evaluation, key=lambda e: -len({run.path for run, _ in by_evaluation[e].values()}))
+    reference = _load(order[0]) if order else None
     tables = []
     for i, evaluation in enumerate(order):
-        keys = by_evaluation[evaluation]
-        specs = {task: Counter(spec for _, _, t, spec in keys if t == task) for task in {k[2] for k in keys}}
-        main = {task: counts.most_common(1)[0][0] for task, counts in specs.items()}
-
-        def column(task: str, spec: str | None) -> str:
-            if spec == main[task]:
-                return task
-            return f"{task} ({_changed(_load(main[task]), _load(spec))})"
-
-        episodes = pd.concat([cells[k][1].assign(policy=names[k[1]], column=column(k[2], k[3]), run_dir=cells[k][0].path)
-                              for k in keys], ignore_index=True)
         settings = _load(evaluation)
         heading = (_changed(None, settings) if i == 0 else
                    "evaluated differently from table 1: " + _changed(reference, settings, versus="table 1"))
-        tables.append(ContractTable(settings, heading, episodes))
-    counted = {run.path: run for run, _ in cells.values()}
-    return Leaderboard(runs.root, tables, counted, label_warnings(run.policy for run in newest_first), runs.unreadable)
+        tables.append(ContractTable(settings, heading, _counted_episodes(by_evaluation[evaluation], names)))
+    return Leaderboard(runs.root, tables, {run.path: run for run, _ in cells.values()},
+                       label_warnings(run.policy for run in newest_first), runs.unreadable)
+
+
+def _counted_episodes(cells: dict[Cell, tuple[Run, pd.DataFrame]], names: dict[PolicyIdentity, str]) -> pd.DataFrame:
+    """The cells' episodes with `policy`, `column` and `run_dir`. A task run with several specs under one evaluation
+    contract gets a column per spec: the commonest one is named by the task, the others by what differs."""
+    specs = {task: Counter(spec for _, _, t, spec in cells if t == task) for task in {cell[2] for cell in cells}}
+    main = {task: counts.most_common(1)[0][0] for task, counts in specs.items()}
+
+    def column(task: str, spec: str | None) -> str:
+        return task if spec == main[task] else f"{task} ({_changed(_load(main[task]), _load(spec))})"
+
+    return pd.concat([group.assign(policy=names[policy], column=column(task, spec), run_dir=run.path)
+                      for (_, policy, task, spec), (run, group) in cells.items()], ignore_index=True)
 
 
 def _load(canonical: str | None):
@@ -277,7 +284,8 @@ def print_leaderboard(board: Leaderboard, console: Console) -> None:
     n = len(board.tables)
     for i, table in enumerate(board.tables):
         if n > 1:  # a line of its own: a table's title is wrapped to the table's width
-            console.print(f"[bold]evaluation {i + 1} of {n}[/]: {escape(table.heading)}", highlight=False, soft_wrap=True)
+            console.print(f"[bold]evaluation {i + 1} of {n}[/]: {escape(table.heading)}", highlight=False,
+                          soft_wrap=True)
         title = f"leaderboard: {board.root}" + (f" - evaluation {i + 1} of {n}" if n > 1 else "")
         print_table(leaderboard_display(table.board), title, console)
 

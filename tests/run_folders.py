@@ -32,8 +32,7 @@ def pi05_params(checkpoint: str, **changes) -> dict:
 def write_run(root: Path, run_id: str, outcomes: dict[str, list[bool]], *, preset: str = "random",
               plugin: str | None = None, params: dict | None = None, label: str | None = None,
               weights: str | None = None, evaluation: dict | None = None, specs: dict[str, dict] | None = None,
-              created: str = "2026-11-01T00:00:00+00:00", contract: bool = True,
-              errors: frozenset[tuple[str, int]] = frozenset(), videos: bool = False) -> Path:
+              created: str = "2026-11-01T00:00:00+00:00", contract: bool = True, videos: bool = False) -> Path:
     """A completed run of `preset` with the given success_once per task and episode index.
 
     `weights` makes it a checkpoint policy: describe() reports that checkpoint fingerprint (the hash of the weights)
@@ -68,15 +67,14 @@ def write_run(root: Path, run_id: str, outcomes: dict[str, list[bool]], *, prese
     writer = RunWriter(root / run_id, manifest)
     for task, successes in outcomes.items():
         for episode, success in zip(episodes_for(task, evaluation["seed"], len(successes)), successes):
-            error = (task, episode.index) in errors
             writer.append({
                 "run_id": run_id, "policy": preset, "task": task, "episode": episode.index, "seed": episode.seed,
-                "status": "error" if error else "ok", "error": "policy raised RuntimeError: injected" if error else None,
-                "success_once": success and not error, "success_at_end": success and not error,
-                "first_success_step": 10 if success and not error else -1, "steps": tasks[task]["max_steps"],
+                "status": "ok", "error": None, "success_once": success, "success_at_end": success,
+                "first_success_step": 10 if success else -1, "steps": tasks[task]["max_steps"],
                 "return": 1.0 if success else 0.0, "wall_time_s": 1.0, "sim_time_s": 0.5, "policy_time_s": 0.5,
                 "wave_size": 2, "lanes": 1, "retry": False,
-                "video": f"videos/{task}/ep{episode.index}_{'success' if success else 'failure'}.mp4" if videos else None,
+                "video": f"videos/{task}/ep{episode.index}_{'success' if success else 'failure'}.mp4"
+                if videos else None,
             })
     writer.finish("completed")
     return root / run_id

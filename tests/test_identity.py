@@ -123,15 +123,16 @@ def test_runs_under_other_evaluation_contracts_are_not_mixed(bench, tmp_path):
     code, text = bench("leaderboard", str(tmp_path), "--markdown", str(tmp_path / "board.md"))
     assert code == 0, text
     text = " ".join(text.split())
-    assert "evaluated 2 different ways" in text and "evaluation 2 of 2: evaluated differently from table 1: seed 1 (table 1: 0)" in text
+    assert "evaluated 2 different ways" in text
+    assert "evaluation 2 of 2: evaluated differently from table 1: seed 1 (table 1: 0)" in text
     markdown = (tmp_path / "board.md").read_text()
     first, second = markdown.split("## ")[1:]
     assert "seed 0" in first.splitlines()[0] and "seed 1 (table 1: 0)" in second.splitlines()[0]
     assert markdown_rows(first) == {
         "random": {PICK: "100.0% [34.2, 100.0] n=2", "PushCube-v1": "-", "PushCube-v1 (max_steps 50)": "-",
                    "mean": "100.0%"},
-        "zero": {PICK: "0.0% [0.0, 65.8] n=2", "PushCube-v1": "-", "PushCube-v1 (max_steps 50)": "100.0% [20.7, 100.0] n=1",
-                 "mean": "50.0%"},
+        "zero": {PICK: "0.0% [0.0, 65.8] n=2", "PushCube-v1": "-",
+                 "PushCube-v1 (max_steps 50)": "100.0% [20.7, 100.0] n=1", "mean": "50.0%"},
         "expert": {PICK: "-", "PushCube-v1": "100.0% [20.7, 100.0] n=1", "PushCube-v1 (max_steps 50)": "-",
                    "mean": "100.0%"}}
     assert markdown_rows(second) == {"random": {PICK: "0.0% [0.0, 65.8] n=2", "mean": "0.0%"}}
@@ -154,7 +155,8 @@ def test_identity_of_a_manifest():
 
     manifest = {"policy": {"name": "pi05", "label": None, "plugin": "pi", "fingerprint": "f" * 16,
                            "params": {"checkpoint": "/x/pi05_maniskill/29999/", "dtype": "bfloat16"},
-                           "describe": {"checkpoint_fingerprint": "abcdef0123", "checkpoint": "/x/pi05_maniskill/29999/"}}}
+                           "describe": {"checkpoint_fingerprint": "abcdef0123",
+                                        "checkpoint": "/x/pi05_maniskill/29999/"}}}
     identity = policy_identity(manifest)
     assert policy_names([identity]) == {identity: "pi05@pi05_maniskill/29999#abcdef"}
     moved = {"policy": {**manifest["policy"], "params": {**manifest["policy"]["params"], "checkpoint": "/y/29999"}}}
@@ -173,7 +175,8 @@ def test_a_real_run_with_a_label(bench, tmp_path, short_tasks):
     from bench.results import KEY_COLUMNS, RESULT_COLUMNS, RUN_COLUMNS, read_episodes
 
     code, text = bench("run", "--policy", "zero", "--label", "still", "--tasks", PICK, "--episodes", "1",
-                       "--num-envs", "1", "--tasks-dir", str(short_tasks), "--output", str(tmp_path), "--run-id", "zero")
+                       "--num-envs", "1", "--tasks-dir", str(short_tasks), "--output", str(tmp_path),
+                       "--run-id", "zero")
     assert code == 0, text
     assert set(read_episodes(tmp_path / "zero").columns) == {*KEY_COLUMNS, *RESULT_COLUMNS, *RUN_COLUMNS}
     code, text = bench("leaderboard", str(tmp_path), "--markdown", str(tmp_path / "board.md"))

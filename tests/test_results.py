@@ -61,7 +61,8 @@ def assert_damaged(run, number: int, problem: str) -> None:
     message = str(error.value)
     assert isinstance(error.value, BenchError) and "\n" not in message
     assert f"{run / EPISODES} line {number} is {problem}" in message
-    assert f"remove or fix line {number} of {run / EPISODES} (the run's other records are intact), then rerun" in message
+    repair = f"remove or fix line {number} of {run / EPISODES} (the run's other records are intact), then rerun"
+    assert repair in message
 
 
 def test_blank_lines_hold_no_record(run):

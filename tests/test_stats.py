@@ -62,7 +62,8 @@ def test_episodes_needed_by_hand():
 
 
 def test_mover_mean_interval_by_hand():
-    # two tasks: +0.8 [0.5, 0.9] and 0 [-0.3, 0.3]: mean 0.4 -+ sqrt(0.3^2 + 0.3^2) / 2 below, sqrt(0.1^2 + 0.3^2) / 2 above
+    # two tasks: +0.8 [0.5, 0.9] and 0 [-0.3, 0.3]: mean 0.4, minus sqrt(0.3^2 + 0.3^2) / 2 below and plus
+    # sqrt(0.1^2 + 0.3^2) / 2 above
     mean, low, high = mover_mean_interval([0.8, 0.0], [0.5, -0.3], [0.9, 0.3])
     assert (mean, low, high) == pytest.approx((0.4, 0.4 - math.sqrt(0.18) / 2, 0.4 + math.sqrt(0.1) / 2))
     assert mover_mean_interval([0.2], [-0.1], [0.4]) == pytest.approx((0.2, -0.1, 0.4))  # one task: its interval
