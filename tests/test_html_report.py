@@ -139,3 +139,20 @@ def test_report_command_writes_the_page_and_opens_it(bench, tmp_path, monkeypatc
     code, text = bench("report", str(tmp_path / "results"), "--out", str(out), "--open")
     assert code == 0, text
     assert "100.0% [20.7, 100.0] n=1" in out.read_text() and opened == [out.resolve().as_uri()]
+
+
+def test_report_reads_each_run_folder_once(bench, tmp_path, monkeypatch):
+    """Leaderboard, plots, comparisons and videos all come from one reading of each run folder."""
+    import bench.runs as runs
+
+    for run_id, policy in (("1", "a"), ("2", "b"), ("3", "c")):
+        fake_run(tmp_path, run_id, policy, [True, False], videos=True)
+    reads = []
+    for name in ("read_manifest", "read_episodes"):
+        original = getattr(runs, name)
+        monkeypatch.setattr(runs, name, lambda path, original=original, name=name:
+                            reads.append((name, path.name)) or original(path))
+    code, text = bench("report", str(tmp_path))
+    assert code == 0, text
+    assert sorted(reads) == sorted((name, run) for name in ("read_episodes", "read_manifest") for run in "123")
+    assert (tmp_path / "report.html").read_text().count("<h3>") >= 3  # the three comparisons were made
