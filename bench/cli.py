@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import signal
 import sys
@@ -14,13 +13,13 @@ import pandas as pd
 import tyro
 from rich.console import Console
 
-from bench.compare import (LEGEND, compare, comparison_display, load_run, print_comparison, to_json,
-                           to_markdown_report)
+from bench.compare import compare, load_run, print_comparison, to_json, to_markdown_report
 from bench.errors import BenchError
-from bench.html_report import REPORT, ComparisonSection, write_report
+from bench.html_report import REPORT, policy_comparisons, write_report
 from bench.doctor import diagnose
 from bench.policies import DEFAULT_PRESETS_DIR, plugins, presets, resolve_preset
-from bench.report import latest_episodes, leaderboard, leaderboard_display, print_table, to_markdown
+from bench.report import leaderboard_markdown, leaderboard_of, print_leaderboard, print_notices, print_table
+from bench.runs import read_runs
 from bench.config import RunConfig
 from bench.runner import run_repeats
 from bench.tasks import DEFAULT_TASKS_DIR, load_suite
@@ -103,34 +102,17 @@ def policies_command(presets_dir: Path = DEFAULT_PRESETS_DIR) -> int:
 
 def leaderboard_command(root: Annotated[Path, tyro.conf.Positional] = Path("results"),
                         markdown: Path | None = None) -> int:
-    """Aggregate the runs under ROOT into one policy x task table (success_once, 95% Wilson interval)."""
+    """Aggregate the runs under ROOT into a policy x task table (success_once, 95% Wilson interval), one per
+    evaluation contract."""
     if not root.exists():
         raise BenchError(f"{root} does not exist: pass the folder that holds your run folders")
-    board = leaderboard(root)
+    board = leaderboard_of(read_runs(root))
+    print_leaderboard(board, console)  # unreadable runs and ambiguous labels first, then a table per contract
     if board.empty:
         raise BenchError(f"no finished episodes under {root}: run `bench run` first")
-    display = leaderboard_display(board)
-    print_table(display, f"leaderboard: {root}", console)
     if markdown:
-        markdown.write_text(to_markdown(display))
+        markdown.write_text(leaderboard_markdown(board))
     return 0
-
-
-def policy_comparisons(episodes: pd.DataFrame) -> list[ComparisonSection]:
-    """`bench compare` between every two policies of `latest_episodes` (each policy's run with the most counted
-    episodes); a pair whose runs were not evaluated the same way gets the reason instead of a table."""
-    runs = {policy: group["run_dir"].value_counts().index[0] for policy, group in episodes.groupby("policy")}
-    sections = []
-    for a, b in itertools.combinations(sorted(runs), 2):
-        title = f"{b} (B) vs {a} (A)"
-        try:
-            comparison = compare(load_run(runs[a]), load_run(runs[b]))
-        except BenchError as e:
-            sections.append(ComparisonSection(title, pd.DataFrame(), (f"not compared: {e}",)))
-            continue
-        notes = (f"A: {runs[a]}", f"B: {runs[b]}", *comparison.notes, LEGEND)
-        sections.append(ComparisonSection(title, comparison_display(comparison.table), notes))
-    return sections
 
 
 def report_command(root: Annotated[Path, tyro.conf.Positional] = Path("results"), out: Path | None = None,
@@ -144,11 +126,12 @@ def report_command(root: Annotated[Path, tyro.conf.Positional] = Path("results")
     """
     if not root.exists():
         raise BenchError(f"{root} does not exist: pass the folder that holds your run folders")
-    episodes = latest_episodes(root)
-    if episodes.empty:
+    board = leaderboard_of(read_runs(root))  # every run folder read once; the page is built from this
+    print_notices(board, console)  # unreadable runs, ambiguous labels, several evaluation contracts
+    if board.empty:
         raise BenchError(f"no finished episodes under {root}: run `bench run` first")
     try:
-        page = write_report(root, out or root / REPORT, policy_comparisons(episodes))
+        page = write_report(board, out or root / REPORT, policy_comparisons(board))
     except OSError as e:
         raise BenchError(f"cannot write the report to {e.filename}: {e.strerror}; pass --out with a writable path") from e
     console.print(f"report: {page}")

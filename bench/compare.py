@@ -1,53 +1,30 @@
 """Two runs of the same episodes, A (baseline) and B (candidate): which is better per task, and how sure we are.
 
 Episodes are paired by (task, episode index); paired runs start every pair from the same state, so only the
-pairs where exactly one policy succeeded (discordant pairs) carry information about the difference. Hence:
-
-- the difference B-A with Newcombe's paired score interval (method 10 of Newcombe 1998, "Improved confidence
-  intervals for the difference between binomial proportions based on paired data", Stat Med 17:2635-2650): each
-  rate's Wilson interval, combined "square-and-add" with the correlation between the two rates (phi of the 2x2
-  table, shrunk towards 0 by n/2 when positive, set to 0 when a margin is empty), which keeps the interval
-  inside [-1, 1] and sound at 0% and 100%, where the Wald interval collapses;
-- the exact McNemar test: two-sided binomial test of A-only vs B-only successes with p = 0.5 (exact, because
-  runs have few discordant pairs);
-- episodes needed: Connor's (1987) sample size for McNemar's test at the observed difference and discordance.
-
-The mean over tasks gets a MOVER interval (Zou & Donner 2008): tasks use disjoint episodes, so the per-task
-intervals are independent and combine as mean +- sqrt(sum of squared half-widths) / tasks, separately below and
-above. A bootstrap over episodes or a Wald sum of variances would collapse to zero width whenever every pair
-agrees or every discordant pair goes one way (100% vs 0%), the usual case for small runs; MOVER inherits the
-score intervals' behaviour there and reduces to the task's own interval for one task.
+pairs where exactly one policy succeeded (discordant pairs) carry information about the difference. Per task:
+both rates with Wilson intervals, the difference B-A with Newcombe's paired interval, the exact McNemar test and
+the episodes McNemar would need (Connor); the mean over tasks with a MOVER interval. The statistics, and why
+these ones, are in `bench.stats`; this module pairs the episodes and builds the tables.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
-from scipy.stats import binomtest, norm
 
 from bench.errors import BenchError
-from bench.report import CONFIDENCE, format_rate, print_table, to_markdown, wilson_interval
-from bench.results import MANIFEST, find_runs, ok_mask, read_episodes, read_manifest
+from bench.identity import policy_names
+from bench.report import format_rate, print_table, to_markdown
+from bench.results import ok_mask
+from bench.runs import Run, load_run  # noqa: F401 (load_run: `bench compare` and `bench run --baseline` load runs)
+from bench.stats import (CONFIDENCE, episodes_needed, mcnemar_exact, mover_mean_interval, newcombe_paired_interval,
+                         wilson_interval)
 
 ALPHA = 1 - CONFIDENCE
-POWER = 0.8
 BETTER, WORSE, SAME = "better", "worse", "no detectable difference"
-
-
-@dataclass(frozen=True)
-class Run:
-    path: Path
-    manifest: dict
-    episodes: pd.DataFrame
-
-    @property
-    def label(self) -> str:
-        return f"{self.manifest.get('run_id', self.path.name)} ({self.manifest.get('policy', {}).get('name', '?')})"
 
 
 @dataclass(frozen=True)
@@ -67,58 +44,11 @@ class Comparison:
     def regressed(self) -> bool:
         return bool((self.table["verdict"] == WORSE).any())
 
-
-def load_run(path: Path) -> Run:
-    """A run folder with at least one finished episode, or a BenchError that says what to pass instead."""
-    if not path.exists():
-        raise BenchError(f"{path} does not exist: pass a run folder such as results/<run-id>")
-    if not (path / MANIFEST).is_file():
-        inside = [p.name for p in find_runs(path)] if path.is_dir() else []
-        hint = f"; run folders inside it: {', '.join(inside[:5])}" if inside else ""
-        raise BenchError(f"{path} is not a run folder (no manifest.json): pass a folder written by `bench run`{hint}")
-    episodes = read_episodes(path)
-    if episodes.empty:
-        raise BenchError(f"{path} has no finished episodes: nothing to compare")
-    return Run(path, read_manifest(path), episodes)
-
-
-def newcombe_paired_interval(both: int, a_only: int, b_only: int, neither: int,
-                             confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Interval for rate(B) - rate(A) from paired outcomes (Newcombe 1998, method 10; see the module doc)."""
-    n = both + a_only + b_only + neither
-    p_a, p_b = (both + a_only) / n, (both + b_only) / n
-    low_a, high_a = wilson_interval(both + a_only, n, confidence)
-    low_b, high_b = wilson_interval(both + b_only, n, confidence)
-    margins = (both + a_only) * (b_only + neither) * (both + b_only) * (a_only + neither)
-    cross = both * neither - a_only * b_only
-    if margins == 0 or 0 <= cross <= n / 2:
-        phi = 0.0
-    else:
-        phi = (cross - n / 2 if cross > 0 else cross) / math.sqrt(margins)
-    diff = p_b - p_a
-    below = (p_b - low_b) ** 2 - 2 * phi * (p_b - low_b) * (high_a - p_a) + (high_a - p_a) ** 2
-    above = (high_b - p_b) ** 2 - 2 * phi * (high_b - p_b) * (p_a - low_a) + (p_a - low_a) ** 2
-    return max(-1.0, diff - math.sqrt(below)), min(1.0, diff + math.sqrt(above))
-
-
-def mcnemar_exact(a_only: int, b_only: int) -> float:
-    """Two-sided exact McNemar p-value: binomial test of the discordant pairs against p = 0.5."""
-    discordant = a_only + b_only
-    return 1.0 if discordant == 0 else float(binomtest(a_only, discordant, 0.5).pvalue)
-
-
-def episodes_needed(difference: float, discordance: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
-    """Pairs (episodes per task) for McNemar's test to detect `difference` with `power` (Connor 1987).
-
-    n = (z_{1-alpha/2} sqrt(psi) + z_{power} sqrt(psi - delta^2))^2 / delta^2, psi the discordance rate. An
-    asymptotic formula: with under about 10 discordant pairs the exact test needs somewhat more. None when
-    there is no difference to detect.
-    """
-    if difference == 0 or discordance <= 0:
-        return None
-    root = norm.ppf(1 - alpha / 2) * math.sqrt(discordance) + norm.ppf(power) * math.sqrt(
-        max(discordance - difference ** 2, 0.0))
-    return math.ceil(root ** 2 / difference ** 2)
+    @property
+    def labels(self) -> tuple[str, str]:
+        """`<run id> (<policy name>)` of A and B, the policies named apart (`bench.identity`)."""
+        names = policy_names([self.a.policy, self.b.policy])
+        return f"{self.a.run_id} ({names[self.a.policy]})", f"{self.b.run_id} ({names[self.b.policy]})"
 
 
 def verdict(difference: float, significant: bool, margin: float) -> str:
@@ -166,10 +96,7 @@ def _task_row(task: str, group: pd.DataFrame, margin: float) -> dict:
 
 def _mean_row(rows: pd.DataFrame, margin: float) -> dict:
     """Mean over tasks with the MOVER interval; significant when that interval excludes 0."""
-    k = len(rows)
-    diff = rows["diff"].mean()
-    low = diff - math.sqrt(((rows["diff"] - rows["diff_low"]) ** 2).sum()) / k
-    high = diff + math.sqrt(((rows["diff_high"] - rows["diff"]) ** 2).sum()) / k
+    diff, low, high = mover_mean_interval(list(rows["diff"]), list(rows["diff_low"]), list(rows["diff_high"]))
     return {"task": "mean", "episodes": int(rows["episodes"].sum()), "a_rate": rows["a_rate"].mean(),
             "b_rate": rows["b_rate"].mean(), "diff": diff, "diff_low": low, "diff_high": high,
             "a_only": int(rows["a_only"].sum()), "b_only": int(rows["b_only"].sum()),
@@ -254,12 +181,14 @@ LEGEND = (f"n: paired episodes; A/B only: pairs only A / only B succeeded in; ve
 
 
 def _header(c: Comparison) -> list[str]:
-    return [f"A (baseline): {c.a.path} - {c.a.label}", f"B (candidate): {c.b.path} - {c.b.label}",
+    a, b = c.labels
+    return [f"A (baseline): {c.a.path} - {a}", f"B (candidate): {c.b.path} - {b}",
             f"margin: {100 * c.margin:g} points", *c.notes]
 
 
 def to_json(c: Comparison) -> dict:
-    return {"a": {"path": str(c.a.path), "run": c.a.label}, "b": {"path": str(c.b.path), "run": c.b.label},
+    a, b = c.labels
+    return {"a": {"path": str(c.a.path), "run": a}, "b": {"path": str(c.b.path), "run": b},
             "margin": c.margin, "alpha": ALPHA, "mismatches": c.mismatches, "notes": c.notes,
             "policy": c.policy.to_dict(orient="records"),
             "tasks": json.loads(c.table.to_json(orient="records"))}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench import __version__
-from bench.report import CONFIDENCE, board_of, latest_episodes, leaderboard_display
+from bench.compare import LEGEND, compare, comparison_display
+from bench.errors import BenchError
+from bench.report import Leaderboard, leaderboard_display, notices, table_title
+from bench.stats import CONFIDENCE
 
 REPORT = "report.html"
 
@@ -41,11 +45,12 @@ class Clip:
     episode: int
     success: bool
     src: str  # relative to the page
+    evaluation: int = 1  # the leaderboard table (evaluation contract) the episode counts in
 
 
-def success_plot(board: pd.DataFrame, task: str, policies: list[str]) -> str:
-    """Bar chart of success_once per policy on one task, Wilson interval error bars; an SVG data URI."""
-    rows = board[board["task"] == task].set_index("policy").reindex(policies).dropna(subset=["success_once"])
+def success_plot(board: pd.DataFrame, column: str, policies: list[str]) -> str:
+    """Bar chart of success_once per policy on one task column, Wilson interval error bars; an SVG data URI."""
+    rows = board[board["column"] == column].set_index("policy").reindex(policies).dropna(subset=["success_once"])
     figure = Figure(figsize=(1.6 + 0.9 * len(policies), 3.0), layout="constrained")
     axes = figure.add_subplot()
     colors = [f"C{policies.index(p) % 10}" for p in rows.index]
@@ -58,7 +63,7 @@ def success_plot(board: pd.DataFrame, task: str, policies: list[str]) -> str:
     axes.set_ylim(0, 115)
     axes.set_yticks(range(0, 101, 25))
     axes.set_ylabel("success_once (%)")
-    axes.set_title(task, fontsize=10)
+    axes.set_title(column, fontsize=10)
     axes.tick_params(axis="x", labelsize=8, labelrotation=20)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="svg")
@@ -66,38 +71,62 @@ def success_plot(board: pd.DataFrame, task: str, policies: list[str]) -> str:
 
 
 def clips(episodes: pd.DataFrame, page_dir: Path) -> dict[str, list[Clip]]:
-    """task -> recorded episodes of the runs that count, by policy then episode index."""
+    """task column -> recorded episodes of the runs that count, by policy then episode index."""
     if "video" not in episodes:
         return {}
-    recorded = episodes[episodes["video"].notna()].sort_values(["task", "policy", "episode"])
+    recorded = episodes[episodes["video"].notna()].sort_values(["column", "policy", "episode", "evaluation"])
     found: dict[str, list[Clip]] = {}
     for row in recorded.itertuples():
         src = Path(os.path.relpath(Path(row.run_dir).resolve() / row.video, page_dir)).as_posix()
-        found.setdefault(row.task, []).append(Clip(row.policy, int(row.episode), bool(row.success_once), src))
+        found.setdefault(row.column, []).append(Clip(row.policy, int(row.episode), bool(row.success_once), src,
+                                                     int(getattr(row, "evaluation", 1))))
     return found
 
 
-def render_report(root: Path, out: Path, comparisons: Sequence[ComparisonSection] = ()) -> str:
-    """The page for the runs under `root`, as it will be written to `out` (video paths are relative to it)."""
-    episodes = latest_episodes(root)
-    board = board_of(episodes)
-    policies = sorted(board["policy"].unique())
-    tasks = list(dict.fromkeys(board["task"]))
+def policy_comparisons(board: Leaderboard) -> list[ComparisonSection]:
+    """`bench compare` between every two policies of each leaderboard table (each policy's run with the most counted
+    episodes there), on the runs already in memory; a pair whose runs were not evaluated the same way gets the
+    reason instead of a table."""
+    sections = []
+    for i, table in enumerate(board.tables):
+        runs = {policy: board.runs[group["run_dir"].value_counts().index[0]]
+                for policy, group in table.episodes.groupby("policy")}
+        for a, b in itertools.combinations(sorted(runs), 2):
+            title = f"{b} (B) vs {a} (A)" + (f" - evaluation {i + 1}" if len(board.tables) > 1 else "")
+            try:
+                comparison = compare(runs[a], runs[b])
+            except BenchError as e:
+                sections.append(ComparisonSection(title, pd.DataFrame(), (f"not compared: {e}",)))
+                continue
+            notes = (f"A: {runs[a].path}", f"B: {runs[b].path}", *comparison.notes, LEGEND)
+            sections.append(ComparisonSection(title, comparison_display(comparison.table), notes))
+    return sections
+
+
+def render_report(board: Leaderboard, out: Path, comparisons: Sequence[ComparisonSection] = ()) -> str:
+    """The page for a leaderboard, as it will be written to `out` (video paths are relative to it)."""
+    tables = []
+    for i, table in enumerate(board.tables):
+        counted = table.board
+        policies = sorted(counted["policy"].unique())
+        columns = list(dict.fromkeys(counted.sort_values("column")["column"]))
+        tables.append({"title": table_title(board, i), "display": leaderboard_display(counted),
+                       "plots": {column: success_plot(counted, column, policies) for column in columns}})
+    episodes = pd.concat([t.episodes.assign(evaluation=i + 1) for i, t in enumerate(board.tables)], ignore_index=True)
     runs = (episodes.groupby("run_dir", sort=True)
-            .agg(policy=("policy", "first"), run_id=("run_id", "first"), tasks=("task", "unique"),
-                 episodes=("episode", "size"))
+            .agg(policy=("policy", "first"), run_id=("run_id", "first"), tasks=("column", "unique"),
+                 episodes=("episode", "size"), evaluation=("evaluation", "first"))
             .reset_index())
     environment = jinja2.Environment(loader=jinja2.PackageLoader("bench", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
     return environment.get_template("report.html.j2").render(
-        root=root, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), version=__version__,
-        confidence=f"{CONFIDENCE:.0%}", leaderboard=leaderboard_display(board), tasks=tasks,
-        plots={task: success_plot(board, task, policies) for task in tasks},
-        comparisons=comparisons, clips=clips(episodes, out.resolve().parent), runs=runs,
+        root=board.root, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), version=__version__,
+        confidence=f"{CONFIDENCE:.0%}", notices=notices(board), tables=tables, comparisons=comparisons,
+        clips=clips(episodes, out.resolve().parent), runs=runs, several=len(tables) > 1,
     )
 
 
-def write_report(root: Path, out: Path, comparisons: Sequence[ComparisonSection] = ()) -> Path:
+def write_report(board: Leaderboard, out: Path, comparisons: Sequence[ComparisonSection] = ()) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_report(root, out, comparisons))
+    out.write_text(render_report(board, out, comparisons))
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import tempfile
 from datetime import datetime, timezone
@@ -137,17 +138,91 @@ def _cut_torn_tail(path: Path) -> None:
             os.fsync(f.fileno())
 
 
+KEY_COLUMNS = ("task", "episode")
+"""An episode of a run: its task and index (which, with the run seed, pin its initial state)."""
+RESULT_COLUMNS = ("seed", "status", "error", "success_once", "success_at_end", "first_success_step", "steps",
+                  "return")
+"""What an episode scored: equal in two runs of the same policy on the same evaluation contract."""
+RUN_COLUMNS = ("run_id", "policy", "wall_time_s", "sim_time_s", "policy_time_s", "wave_size", "lanes", "retry",
+               "video")
+"""How and where an episode ran, not what it scored: the run and preset it belongs to, timings, the wave it shared
+(`wave_size`, `lanes`: --num-envs and scheduling), whether its env worker died first (`retry`: the episode is
+replayed from its start) and its video file (present with --video). They may differ between runs of the same
+episodes."""
+
+
+class CorruptEpisodes(BenchError):
+    """A record of episodes.jsonl that is not valid, other than a torn last line: the file was damaged or edited."""
+
+
 def read_episodes(run_dir: Path) -> pd.DataFrame:
-    """Episode records of a run; a torn last line (a run killed mid-write, or still writing) is skipped."""
-    records = []
+    """Episode records of a run.
+
+    A record is committed when its newline is on disk (`RunWriter.append` writes both in one call), so a last line
+    without its newline (a run killed mid-write, or still writing) is skipped, as `--resume` cuts it off. Any other
+    line that is not a JSON object with a task and an episode index raises CorruptEpisodes naming the file and line
+    and how to repair it: records are never dropped silently. Blank lines hold no record and are skipped.
+    """
     path = run_dir / EPISODES
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+    if not path.is_file():
+        return pd.DataFrame()
+    lines = path.read_bytes().split(b"\n")
+    lines.pop()  # b"" after a final newline, else the torn last line
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            problem = f"not valid JSON ({e.msg} at column {e.colno})"
+        except ValueError:  # bytes that are not UTF-8
+            problem = "not UTF-8 text"
+        else:
+            if isinstance(record, dict) and all(key in record for key in KEY_COLUMNS):
+                records.append(record)
                 continue
+            problem = ("a record without its task and episode index" if isinstance(record, dict) else
+                       f"a JSON {type(record).__name__}, not a record")
+        raise CorruptEpisodes(f"{path} line {number} is {problem}: remove or fix line {number} of {path} (the "
+                              "run's other records are intact), then rerun")
     return pd.DataFrame.from_records(records)
+
+
+def same_episode_results(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
+    """What differs between the results of two tables of episode records, one line per difference ([]: the same).
+
+    Episodes are matched by KEY_COLUMNS; an episode in only one table, or recorded twice in one, is a difference.
+    Every column but RUN_COLUMNS is compared, RESULT_COLUMNS and any column a later bench adds (so a new column is
+    held equal until someone decides it may differ). Missing values (None, NaN) equal each other; numbers are
+    compared exactly (the same machine and package versions give identical results).
+    """
+    if a.empty or b.empty:
+        return [] if a.empty and b.empty else [f"{'A' if a.empty else 'B'} has no episodes"]
+    differences = []
+    compared = {}
+    for name, table in (("A", a), ("B", b)):
+        twice = table[table.duplicated(list(KEY_COLUMNS))]
+        differences += [f"{t} episode {e}: recorded twice in {name}" for t, e in twice[list(KEY_COLUMNS)].to_numpy()]
+        compared[name] = [c for c in table.columns if c not in RUN_COLUMNS and c not in KEY_COLUMNS]
+    for name, other in (("A", "B"), ("B", "A")):
+        differences += [f"column {c} only in {name}" for c in compared[name] if c not in compared[other]]
+    common = [c for c in compared["A"] if c in compared["B"]]
+    pairs = a.drop_duplicates(list(KEY_COLUMNS)).merge(b.drop_duplicates(list(KEY_COLUMNS)), how="outer",
+                                                       on=list(KEY_COLUMNS), suffixes=("_a", "_b"), indicator=True)
+    for row in pairs.sort_values(list(KEY_COLUMNS)).to_dict("records"):
+        where = f"{row['task']} episode {row['episode']}"
+        if row["_merge"] != "both":
+            differences.append(f"{where}: only in {'A' if row['_merge'] == 'left_only' else 'B'}")
+            continue
+        differences += [f"{where}: {c} {row[f'{c}_a']!r} != {row[f'{c}_b']!r}" for c in common
+                        if not _same(row[f"{c}_a"], row[f"{c}_b"])]
+    return differences
+
+
+def _same(x, y) -> bool:
+    missing_x, missing_y = (v is None or (isinstance(v, float) and math.isnan(v)) for v in (x, y))
+    return missing_x and missing_y or (not missing_x and not missing_y and x == y)
 
 
 def ok_mask(episodes: pd.DataFrame) -> pd.Series:

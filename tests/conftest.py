@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.results import read_episodes, read_manifest
+from bench.results import RUN_COLUMNS, read_episodes, read_manifest, same_episode_results
 from bench.tasks import DEFAULT_TASKS_DIR
 
-TIMING_COLUMNS = ["wall_time_s", "sim_time_s", "policy_time_s", "lanes", "run_id"]
+TIMING_COLUMNS = list(RUN_COLUMNS)  # the columns that may differ between runs of the same episodes (bench.results)
 
 
 @pytest.fixture
@@ -34,7 +34,16 @@ def run_dir_of(output: Path) -> Path:
 
 
 def episodes_without_timing(run: Path) -> pd.DataFrame:
-    return read_episodes(run).drop(columns=TIMING_COLUMNS).sort_values(["task", "episode"]).reset_index(drop=True)
+    """A run's records without the columns that may differ between runs of the same episodes, by task and episode."""
+    episodes = read_episodes(run)
+    return (episodes.drop(columns=[c for c in RUN_COLUMNS if c in episodes])
+            .sort_values(["task", "episode"]).reset_index(drop=True))
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    """Two run folders hold the same results for the same episodes (`bench.results.same_episode_results`)."""
+    differences = same_episode_results(read_episodes(a), read_episodes(b))
+    assert not differences, "\n".join(differences[:20])
 
 
 CORPUS = ["Grasp a red cube and move it to a target goal position.", "Push and move a cube to a goal region.",
@@ -83,4 +92,4 @@ def norm_stats(tmp_path) -> Path:
     return path
 
 
-__all__ = ["episodes_without_timing", "read_manifest", "run_dir_of"]
+__all__ = ["assert_same_results", "episodes_without_timing", "read_manifest", "run_dir_of"]

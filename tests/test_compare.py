@@ -1,5 +1,5 @@
-"""`bench compare`: paired statistics checked against hand computations and a published example, contract
-checks, and a real expert-vs-random comparison; `bench run --repeat`: the noise floor."""
+"""`bench compare` on written run folders (its statistics: tests/test_stats.py), contract checks, and a real
+expert-vs-random comparison; `bench run --repeat`: the noise floor."""
 
 import json
 import math
@@ -10,14 +10,10 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.compare import episodes_needed, mcnemar_exact, newcombe_paired_interval
 from bench.report import spread_table
 from bench.results import RunWriter, read_episodes, read_manifest
 
-from test_report import wilson_by_hand
-
-Z95 = 1.959963984540054  # standard normal 97.5% quantile
-Z80 = 0.8416212335729143  # standard normal 80% quantile
+from test_stats import wilson_by_hand
 
 CONTRACT = {"evaluation": {"suite_version": "v1", "seed": 0, "replan_steps": 5, "sim_backend": "cpu",
                            "mani_skill": "3.0.1", "sapien": "3.0.3"},
@@ -50,46 +46,7 @@ def pairs(both: int, a_only: int, b_only: int, neither: int) -> tuple[list[bool]
     return a, b
 
 
-# --- statistics against hand computations -----------------------------------------------------------------
-
-
-def test_exact_mcnemar_by_hand():
-    # b=1, c=9: 2 * (C(10,0) + C(10,1)) / 2^10 = 2 * 11 / 1024
-    assert mcnemar_exact(1, 9) == pytest.approx(22 / 1024, abs=1e-12)
-    assert mcnemar_exact(9, 1) == pytest.approx(22 / 1024, abs=1e-12)
-    assert mcnemar_exact(6, 0) == pytest.approx(2 / 64, abs=1e-12)  # 0.03125: six one-way pairs are significant
-    assert mcnemar_exact(4, 0) == pytest.approx(2 / 16, abs=1e-12)  # 0.125: four are not
-    assert mcnemar_exact(0, 0) == 1.0
-
-
-def test_newcombe_paired_interval_matches_published_example():
-    """Cavo et al. 2012 in Fagerland, Lydersen & Laake, Statistical Analysis of Contingency Tables (2017),
-    chapter 8: rows (first measurement) 59 6 / 16 80; Newcombe square-and-add: -0.0621 (95% CI -0.1186 to
-    -0.0046). Here B is the first measurement: both 59, B only 6, A only 16, neither 80."""
-    low, high = newcombe_paired_interval(both=59, a_only=16, b_only=6, neither=80)
-    assert (round(low, 4), round(high, 4)) == (-0.1186, -0.0046)
-    assert newcombe_paired_interval(59, 6, 16, 80) == pytest.approx((-high, -low))  # swapping A and B
-
-
-def test_newcombe_paired_interval_by_hand():
-    # both 5, A only 2, B only 2, neither 1 (n=10): ad - bc = 5 - 4 = 1 <= n/2, so phi = 0 and the interval is
-    # 0 -+ sqrt(sum of the two Wilson half-widths squared) of 7/10
-    low7, high7 = wilson_by_hand(7, 10)
-    assert newcombe_paired_interval(5, 2, 2, 1) == pytest.approx(
-        (-math.sqrt((0.7 - low7) ** 2 + (high7 - 0.7) ** 2), math.sqrt((0.7 - low7) ** 2 + (high7 - 0.7) ** 2)))
-    # A only 1, B only 9 (n=10): ad - bc = -9, margins 1*9*9*1, phi = -1: the half-widths add up
-    low1, high1 = wilson_by_hand(1, 10)
-    low9, high9 = wilson_by_hand(9, 10)
-    assert newcombe_paired_interval(0, 1, 9, 0) == pytest.approx(
-        (0.8 - (0.9 - low9) - (high1 - 0.1), 0.8 + (high9 - 0.9) + (0.1 - low1)))
-
-
-def test_episodes_needed_by_hand():
-    # Connor 1987: discordance 0.3, difference 0.1: (1.96 sqrt(0.3) + 0.8416 sqrt(0.29))^2 / 0.01 = 233.09 -> 234
-    assert (Z95 * math.sqrt(0.3) + Z80 * math.sqrt(0.29)) ** 2 / 0.01 == pytest.approx(233.09, abs=0.01)
-    assert episodes_needed(0.1, 0.3) == 234
-    assert episodes_needed(-0.1, 0.3) == 234
-    assert episodes_needed(0.0, 0.3) is None
+# --- the noise floor --------------------------------------------------------------------------------------
 
 
 def test_spread_of_repeats_by_hand():

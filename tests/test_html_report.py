@@ -11,35 +11,32 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from bench.html_report import ComparisonSection, render_report
-from bench.report import latest_episodes, leaderboard
-from bench.results import RunWriter
+from bench.report import leaderboard, leaderboard_of
+from bench.runs import read_runs
 
-from test_report import wilson_by_hand
+from run_folders import write_run
+from test_stats import wilson_by_hand
 
 
 def fake_run(root, run_id, policy, successes, videos=False):
-    writer = RunWriter(root / run_id, {"run_id": run_id, "created": run_id, "policy": {"name": policy}})
-    for i, success in enumerate(successes):
-        writer.append({"run_id": run_id, "policy": policy, "task": "PickCube-v1", "episode": i,
-                       "success_once": success, "success_at_end": success, "first_success_step": 5 if success else -1,
-                       "return": 1.0, "video": f"videos/PickCube-v1/ep{i}.mp4" if videos else None})
-    writer.finish("completed")
+    write_run(root, run_id, {"PickCube-v1": successes}, preset=policy, created=run_id, videos=videos)
 
 
 def test_page_sections_and_comparison_hook(tmp_path):
     fake_run(tmp_path, "1", "a", [True, False, True, True], videos=True)
     fake_run(tmp_path, "2", "b", [False, False, False, False])
+    board = leaderboard_of(read_runs(tmp_path))
     verdicts = pd.DataFrame({"task": ["PickCube-v1", "mean"], "B - A": ["-75.0% [-95.1, -17.7]", "-75.0%"],
                              "verdict": ["worse", "worse"]})
-    page = render_report(tmp_path, tmp_path / "report.html",
+    page = render_report(board, tmp_path / "report.html",
                          [ComparisonSection("b (B) vs a (A)", verdicts, ("n: paired episodes",))])
     assert "75.0% [30.1, 95.4] n=4" in page and "0.0% [0.0, 49.0] n=4" in page
     assert page.count("data:image/svg+xml;base64,") == 1  # one plot per task
     assert '<h3>b (B) vs a (A)</h3>' in page and '<td class="worse">worse</td>' in page
-    assert 'src="1/videos/PickCube-v1/ep0.mp4"' in page and page.count("<video") == 4
-    assert "Comparisons" not in render_report(tmp_path, tmp_path / "report.html")
+    assert 'src="1/videos/PickCube-v1/ep0_success.mp4"' in page and page.count("<video") == 4
+    assert "Comparisons" not in render_report(board, tmp_path / "report.html")
     # videos are linked relative to the page, wherever it is written
-    assert 'src="../1/videos/PickCube-v1/ep0.mp4"' in render_report(tmp_path, tmp_path / "pages" / "r.html")
+    assert 'src="../1/videos/PickCube-v1/ep0_success.mp4"' in render_report(board, tmp_path / "pages" / "r.html")
 
 
 def chromium():
@@ -129,8 +126,8 @@ def test_report_in_chromium_shows_the_numbers_and_plays_the_videos(bench, tmp_pa
 def test_the_newest_run_of_a_policy_counts(tmp_path):
     fake_run(tmp_path, "2026-01-01", "a", [False, False])
     fake_run(tmp_path, "2026-01-02", "a", [True, True])
-    episodes = latest_episodes(tmp_path)
-    assert set(episodes["run_dir"]) == {tmp_path / "2026-01-02"}
+    (table,) = leaderboard_of(read_runs(tmp_path)).tables
+    assert set(table.episodes["run_dir"]) == {tmp_path / "2026-01-02"}
     assert leaderboard(tmp_path)["success_once"].tolist() == [1.0]
 
 
@@ -142,3 +139,20 @@ def test_report_command_writes_the_page_and_opens_it(bench, tmp_path, monkeypatc
     code, text = bench("report", str(tmp_path / "results"), "--out", str(out), "--open")
     assert code == 0, text
     assert "100.0% [20.7, 100.0] n=1" in out.read_text() and opened == [out.resolve().as_uri()]
+
+
+def test_report_reads_each_run_folder_once(bench, tmp_path, monkeypatch):
+    """Leaderboard, plots, comparisons and videos all come from one reading of each run folder."""
+    import bench.runs as runs
+
+    for run_id, policy in (("1", "a"), ("2", "b"), ("3", "c")):
+        fake_run(tmp_path, run_id, policy, [True, False], videos=True)
+    reads = []
+    for name in ("read_manifest", "read_episodes"):
+        original = getattr(runs, name)
+        monkeypatch.setattr(runs, name, lambda path, original=original, name=name:
+                            reads.append((name, path.name)) or original(path))
+    code, text = bench("report", str(tmp_path))
+    assert code == 0, text
+    assert sorted(reads) == sorted((name, run) for name in ("read_episodes", "read_manifest") for run in "123")
+    assert (tmp_path / "report.html").read_text().count("<h3>") >= 3  # the three comparisons were made

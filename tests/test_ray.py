@@ -6,16 +6,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.results import read_episodes, read_manifest
+from bench.results import RUN_COLUMNS, read_episodes, read_manifest
 
 ray = pytest.importorskip("ray", reason="needs ray: pip install -e '.[ray]'")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-TIMING = ["wall_time_s", "sim_time_s", "policy_time_s", "wave_size", "lanes", "retry", "run_id", "policy"]
 
 
 def comparable(run: Path) -> pd.DataFrame:
     episodes = read_episodes(run).sort_values(["task", "episode"]).reset_index(drop=True)
-    return episodes.drop(columns=[c for c in TIMING if c in episodes])
+    return episodes.drop(columns=[c for c in RUN_COLUMNS if c in episodes])  # what may differ between runs
 
 
 def args(short_tasks: Path, output: Path, run_id: str, *extra: str) -> list[str]:

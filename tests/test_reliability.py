@@ -18,12 +18,11 @@ import psutil
 import pytest
 
 from bench.envs import CpuWorkerEnvs
-from bench.results import read_episodes, read_manifest
+from bench.results import RUN_COLUMNS, read_episodes, read_manifest
 from bench.tasks import episodes_for, load_suite
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-TIMING = ["wall_time_s", "sim_time_s", "policy_time_s", "wave_size", "lanes", "retry", "run_id", "policy"]
 
 
 def args(short_tasks: Path, output: Path, run_id: str, *extra: str) -> list[str]:
@@ -33,7 +32,7 @@ def args(short_tasks: Path, output: Path, run_id: str, *extra: str) -> list[str]
 
 def comparable(run: Path) -> pd.DataFrame:
     episodes = read_episodes(run).sort_values("episode").reset_index(drop=True)
-    return episodes.drop(columns=[c for c in TIMING if c in episodes])
+    return episodes.drop(columns=[c for c in RUN_COLUMNS if c in episodes])  # what may differ between runs
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,14 @@
+"""Tables of episode records: the per-run task table and the leaderboard's wide form."""
+
 import math
 
 import pandas as pd
 import pytest
 
-from bench.report import leaderboard_display, task_table, wilson_interval
+from bench.report import leaderboard_display, task_table
+from bench.stats import wilson_interval
 
-
-def wilson_by_hand(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return centre - half, centre + half
-
-
-@pytest.mark.parametrize("k,n", [(0, 10), (7, 10), (10, 10), (1, 3), (45, 100)])
-def test_wilson_interval_matches_the_formula(k, n):
-    assert wilson_interval(k, n) == pytest.approx(wilson_by_hand(k, n), abs=1e-9)
+from test_stats import wilson_by_hand
 
 
 def test_task_table_rates_intervals_and_steps_to_success():
