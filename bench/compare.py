@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from rich.console import Console
 
+from bench.contract import manifest_differences
 from bench.errors import BenchError
 from bench.identity import policy_names
 from bench.report import format_rate, print_table, to_markdown
@@ -103,20 +104,6 @@ def _mean_row(rows: pd.DataFrame, margin: float) -> dict:
             "verdict": verdict(diff, low > 0 or high < 0, margin)}
 
 
-def contract_differences(a: dict, b: dict, tasks: list[str]) -> list[str]:
-    """`key: A != B` for every evaluation setting (and setting of a compared task) the two manifests disagree on."""
-    if "contract" not in a or "contract" not in b:
-        old = " and ".join(name for name, m in (("A", a), ("B", b)) if "contract" not in m)
-        return [f"{old}: written before bench recorded evaluation contracts, so nothing shows the runs used the "
-                "same settings"]
-    ca, cb = a["contract"], b["contract"]
-    pairs = [(k, ca["evaluation"].get(k), cb["evaluation"].get(k)) for k in {**ca["evaluation"], **cb["evaluation"]}]
-    for task in tasks:
-        ta, tb = ca["tasks"].get(task, {}), cb["tasks"].get(task, {})
-        pairs += [(f"{task}.{k}", ta.get(k), tb.get(k)) for k in {**ta, **tb}]
-    return [f"{key}: {json.dumps(va)} != {json.dumps(vb)}" for key, va, vb in pairs if va != vb]
-
-
 def _policy_side_by_side(a: dict, b: dict) -> pd.DataFrame:
     pa, pb = ({"preset": m["policy"]["name"], **m.get("contract", {}).get("policy", {})} for m in (a, b))
     keys = list({**pa, **pb})
@@ -129,7 +116,7 @@ def compare(a: Run, b: Run, margin: float = 0.0, allow_mismatch: bool = False) -
     if not 0 <= margin < 1:
         raise BenchError(f"--margin is a difference in success rate between 0 and 1 (0.05 = 5 points), got {margin}")
     common = [task for task in dict.fromkeys(a.episodes["task"]) if task in set(b.episodes["task"])]
-    mismatches = contract_differences(a.manifest, b.manifest, common)
+    mismatches = manifest_differences(a.manifest, b.manifest, common)
     if mismatches and not allow_mismatch:
         raise BenchError("the runs were not evaluated the same way:\n  " + "\n  ".join(mismatches)
                          + "\nrerun one with the other's settings, or pass --allow-mismatch to compare anyway")

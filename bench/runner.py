@@ -247,3 +247,5 @@ def run_repeats(config: RunConfig, console: Console | None = None) -> list[RunOu
     path = config.output / f"{base}-spread.md"
     path.write_text(f"# {base}: {title}\n\n" + to_markdown(display))
     print_table(display, title, console)
+    console.print(f"spread: {path}")
+    return outcomes

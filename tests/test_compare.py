@@ -123,7 +123,7 @@ def test_mismatched_contracts_are_refused_unless_allowed(bench, tmp_path):
     code, text = bench("compare", str(a), str(b), "--allow-mismatch", "--json", str(tmp_path / "c.json"))
     assert code == 1
     assert text.index("warning") < text.index("T1.max_steps: 100 != 50") < text.index("B vs A")
-    assert "T1.max_steps: 100 != 50" in json.loads((tmp_path / "c.json").read_text())["mismatches"]
+    assert "tasks.T1.max_steps: 100 != 50" in json.loads((tmp_path / "c.json").read_text())["mismatches"]
 
 
 def test_runs_without_contract_are_refused_unless_allowed(bench, tmp_path):
