@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -83,4 +85,16 @@ def norm_stats(tmp_path) -> Path:
     return path
 
 
-__all__ = ["episodes_without_timing", "read_manifest", "run_dir_of"]
+def require(module: str, why: str):
+    """`pytest.importorskip(module)`, except under CI=true: there what the test's environment must have (lerobot
+    and ray in .venv, openpi in .venv-openpi) failing to import is a failure, not a skip."""
+    if os.environ.get("CI") != "true":
+        return pytest.importorskip(module, reason=why)
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        error = e
+    pytest.fail(f"CI=true and {module} is not importable ({error}): {why}", pytrace=False)
+
+
+__all__ = ["episodes_without_timing", "read_manifest", "require", "run_dir_of"]
