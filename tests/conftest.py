@@ -39,10 +39,6 @@ def episodes_without_timing(run: Path) -> pd.DataFrame:
     return read_episodes(run).drop(columns=TIMING_COLUMNS).sort_values(["task", "episode"]).reset_index(drop=True)
 
 
-CORPUS = ["Grasp a red cube and move it to a target goal position.", "Push and move a cube to a goal region.",
-          "Task: pick up the peg, State: 0 12 128 255;\nAction: "] * 20
-
-
 SHORT_BUDGET = 50  # steps: the scripted expert solves PickCube in about 28
 
 
@@ -63,25 +59,17 @@ def short_tasks(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def spm_model(tmp_path_factory) -> Path:
     """A tiny SentencePiece model trained in milliseconds, laid out like PaliGemma's (bos/eos/pad, byte fallback)."""
-    import sentencepiece
+    from bench.policies.pi_tiny import train_tokenizer
 
-    folder = tmp_path_factory.mktemp("tokenizer")
-    corpus = folder / "corpus.txt"
-    corpus.write_text("\n".join(CORPUS))
-    sentencepiece.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(folder / "tiny"), vocab_size=300, byte_fallback=True,
-        pad_id=0, eos_id=1, bos_id=2, unk_id=3, model_type="bpe", minloglevel=2,
-        normalization_rule_name="identity", remove_extra_whitespaces=False)  # keep "\n" like PaliGemma
-    return folder / "tiny.model"
+    return train_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
 
 @pytest.fixture
 def norm_stats(tmp_path) -> Path:
-    def stats(n):
-        return {"mean": [0.0] * n, "std": [1.0] * n, "q01": [-1.0] * n, "q99": [1.0] * n}
+    from bench.policies.pi_tiny import neutral_norm_stats
 
     path = tmp_path / "norm_stats.json"
-    path.write_text(json.dumps({"norm_stats": {"state": stats(8), "actions": stats(7)}}))
+    path.write_text(json.dumps(neutral_norm_stats(state_dim=8, action_dim=7)))
     return path
 
 
