@@ -1,10 +1,10 @@
-"""Adapters between environments and policies: ManiSkill observations -> Pi inputs, action chunks -> steps."""
+"""Adapters between environments and policies: action chunks -> env steps, ManiSkill observations -> policy inputs
+(state layouts, images resized with padding). What is specific to Pi0/Pi0.5 is in bench.policies.pi_transforms."""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -59,11 +59,8 @@ class ActionChunker:
                          for s in slots])
 
 
-# --- ManiSkill observations -> Pi0/Pi0.5 model inputs ----------------------------------------------------
-# Small batched transforms, composed by the Pi policies according to their preset (openpi's transforms.py is
-# the model: each step does one thing and can be tested against openpi's formula on its own).
+# --- ManiSkill observations -> policy inputs (Pi0/Pi0.5: bench.policies.pi_transforms; remote policies) ---
 
-PI_IMAGE_KEYS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
 STATE_LAYOUTS = {
     "qpos": lambda obs: obs["agent/qpos"],  # 7 arm joints + 2 finger joints
     "qpos8": lambda obs: obs["agent/qpos"][:, :8],  # 7 arm joints + one finger
@@ -88,80 +85,3 @@ def resize_with_pad(images: np.ndarray, height: int, width: int) -> np.ndarray:
         resized = Image.fromarray(image).resize((new_w, new_h), resample=Image.BILINEAR)
         out[i, top:top + new_h, left:left + new_w] = np.asarray(resized)
     return out
-
-
-def pi_images(obs: dict[str, np.ndarray], camera_map: dict[str, str | None], size: int = 224):
-    """Camera images and masks under Pi's keys; a camera mapped to None is a black image with mask False."""
-    batch = len(next(iter(obs.values())))
-    images, masks = {}, {}
-    for key in PI_IMAGE_KEYS:
-        camera = camera_map.get(key)
-        if camera is None:
-            images[key] = np.zeros((batch, size, size, 3), np.uint8)
-            masks[key] = np.zeros(batch, bool)
-        else:
-            images[key] = resize_with_pad(obs[f"sensor_data/{camera}/rgb"], size, size)
-            masks[key] = np.ones(batch, bool)
-    return images, masks
-
-
-def pad_to(x: np.ndarray, dim: int) -> np.ndarray:
-    """Zero-pad the last axis to `dim` (Pi models use 32-D state and action vectors)."""
-    if x.shape[-1] > dim:
-        raise ValueError(f"vector of {x.shape[-1]} dims does not fit the model's {dim}")
-    return np.concatenate([x, np.zeros((*x.shape[:-1], dim - x.shape[-1]), x.dtype)], axis=-1)
-
-
-@dataclass(frozen=True)
-class Normalizer:
-    """openpi's normalization of one key: MEAN_STD for Pi0, quantiles (q01, q99 -> [-1, 1]) for Pi0.5.
-
-    Stats may cover fewer dims than the (padded) vector; the remaining dims pass through unchanged."""
-
-    mean: np.ndarray
-    std: np.ndarray
-    q01: np.ndarray | None = None
-    q99: np.ndarray | None = None
-    use_quantiles: bool = False
-
-    @classmethod
-    def from_stats(cls, stats: dict, use_quantiles: bool) -> "Normalizer":
-        arrays = {k: np.asarray(stats[k], np.float64) for k in ("mean", "std", "q01", "q99") if k in stats}
-        if use_quantiles and not {"q01", "q99"} <= arrays.keys():
-            raise ValueError("norm stats lack q01/q99, which quantile normalization (Pi0.5) needs")
-        return cls(use_quantiles=use_quantiles, **arrays)
-
-    def _split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        n = len(self.mean)
-        return x[..., :n].astype(np.float64), x[..., n:], n
-
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        head, tail, _ = self._split(x)
-        if self.use_quantiles:
-            head = (head - self.q01) / (self.q99 - self.q01 + 1e-6) * 2.0 - 1.0
-        else:
-            head = (head - self.mean) / (self.std + 1e-6)
-        return np.concatenate([head.astype(x.dtype), tail], axis=-1)
-
-    def unnormalize(self, x: np.ndarray) -> np.ndarray:
-        head, tail, _ = self._split(x)
-        if self.use_quantiles:
-            head = (head + 1.0) / 2.0 * (self.q99 - self.q01 + 1e-6) + self.q01
-        else:
-            head = head * (self.std + 1e-6) + self.mean
-        return np.concatenate([head.astype(x.dtype), tail], axis=-1)
-
-
-def discretize_state(normalized_state: np.ndarray) -> np.ndarray:
-    """Pi0.5 state tokens: 256 bins over [-1, 1] (openpi: np.digitize over linspace(-1, 1, 257)[:-1], minus 1)."""
-    return np.digitize(normalized_state, bins=np.linspace(-1, 1, 256 + 1)[:-1]) - 1
-
-
-def clean_prompt(instruction: str) -> str:
-    return instruction.strip().replace("_", " ").replace("\n", " ")
-
-
-def pi05_prompt(instruction: str, normalized_state: np.ndarray) -> str:
-    """Pi0.5 writes the discretized state into the text prompt."""
-    bins = " ".join(map(str, discretize_state(normalized_state)))
-    return f"Task: {clean_prompt(instruction)}, State: {bins};\nAction: "

@@ -7,14 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-import sentencepiece
+from bench.policies.pi_tiny import neutral_norm_stats, train_tokenizer
 
 out = Path(sys.argv[1])
-out.mkdir(parents=True, exist_ok=True)
-corpus = out / "corpus.txt"
-corpus.write_text("\n".join(f"Task: move the cube {i} to the goal, State: {i} {2 * i};\nAction: " for i in range(200)))
-sentencepiece.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(out / "tokenizer"), vocab_size=400,
-                                         byte_fallback=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3, minloglevel=2)
-neutral = {n: {"mean": [0.0] * d, "std": [1.0] * d, "q01": [-1.0] * d, "q99": [1.0] * d}
-           for n, d in (("state", 8), ("actions", 7))}
-(out / "norm_stats.json").write_text(json.dumps({"norm_stats": neutral}))
+train_tokenizer(out, name="tokenizer")
+(out / "norm_stats.json").write_text(json.dumps(neutral_norm_stats()))

@@ -9,7 +9,7 @@ size the time of one batched `sample_actions` call, chunks/s and the share of th
 (FLOPs per chunk of bench's path x chunks/s / ceiling: the work the model needs, whatever path does it).
 Inference paths: `lerobot` (lerobot's own sample_actions, SigLIP in float32 as lerobot keeps it) and `bench`
 (bf16 throughout, absent cameras skipped, keys and values updated in place, fused attention other than cuDNN's;
-see LerobotPiBackend._bench_sample), what `bench run` uses.
+see bench.policies.pi_lerobot_sampling), what `bench run` uses.
 
 Random weights: throughput does not depend on the values. Inputs are random images, state and tokens at the
 model's full prompt length, two cameras present and one absent as in bench's ManiSkill tasks.
@@ -24,14 +24,14 @@ from datetime import date
 
 import numpy as np
 
-from bench.policies.pi import MODEL_DIM, PiInputs, build_backend
+from bench.policies.pi import build_backend
+from bench.policies.pi_types import IMAGE_KEYS, MODEL_DIM, PiInputs
 
 
 def random_inputs(batch: int, max_token_len: int, rng: np.random.Generator) -> PiInputs:
-    keys = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
     return PiInputs(
-        images={k: rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8) for k in keys},
-        image_masks={k: np.full(batch, k != "right_wrist_0_rgb") for k in keys},
+        images={k: rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8) for k in IMAGE_KEYS},
+        image_masks={k: np.full(batch, k != "right_wrist_0_rgb") for k in IMAGE_KEYS},
         state=np.concatenate([rng.uniform(-1, 1, (batch, 8)), np.zeros((batch, MODEL_DIM - 8))], 1).astype(np.float32),
         tokens=rng.integers(2, 1000, (batch, max_token_len)),
         token_masks=np.ones((batch, max_token_len), bool),
@@ -118,8 +118,9 @@ def main() -> None:
         needed = None
         for path in args.paths:
             started = time.perf_counter()
+            random_weights = {} if tiny else {"random_init": True}  # the tiny model's weights are random anyway
             backend = build_backend(model, "lerobot", None, tiny=tiny, dtype=args.dtype, seed=0, device=args.device,
-                                    random_init=not tiny, inference=path)
+                                    inference=path, **random_weights)
             built = time.perf_counter() - started
             rng = np.random.default_rng(0)
             flops = flops_per_chunk(backend, random_inputs(1, backend.max_token_len, rng))

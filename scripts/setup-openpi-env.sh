@@ -2,8 +2,9 @@
 # Creates .venv-openpi: openpi's JAX Pi0 / Pi0.5 (`--backend openpi`) in its own environment, because openpi pins
 # numpy<2 and jax 0.5 while lerobot (.venv) needs numpy>=2. openpi is not on PyPI: `rpent-openpi` repackages upstream's
 # `openpi` package unchanged; it is installed --no-deps and its runtime dependencies are listed here instead (its own
-# pins drag in old torch/jax). torch is needed too: openpi.models.model imports torch and openpi's PyTorch model at
-# import time, even for the JAX path. Same torch version as .venv so that uv's cache is shared.
+# pins drag in old torch/jax), upstream's openpi-client among them (openpi.transforms imports its image_tools).
+# torch is needed too: openpi.models.model imports torch and openpi's PyTorch model at import time, even for the JAX
+# path. Same torch version as .venv so that uv's cache is shared.
 # bench itself is installed there too (editable, numpy<2, pyarrow<22: later pyarrow needs numpy 2), so that
 # `.venv-openpi/bin/bench run --backend openpi ...` works.
 # Idempotent: does nothing when the venv was already made by this exact script for this pyproject.toml.
@@ -36,7 +37,8 @@ uv pip install -q --python "$VENV/bin/python" \
   jax==0.5.3 jaxlib==0.5.3 flax==0.10.2 orbax-checkpoint==0.11.13 jaxtyping==0.2.36 beartype==0.19.0 chex==0.1.90 \
   "numpy<2" "transformers>=4.57.1,<4.58" torch==2.11.0 \
   augmax==0.4.1 einops==0.8.2 numpydantic==1.8.1 pydantic==2.14.3 sentencepiece==0.2.3 safetensors==0.8.0 \
-  ml-collections==1.1.0 tyro==1.0.17 etils==1.15.0 filelock fsspec tqdm-loggable==0.4.1 dm-tree==0.1.10 pytest
+  ml-collections==1.1.0 tyro==1.0.17 etils==1.15.0 filelock fsspec tqdm-loggable==0.4.1 dm-tree==0.1.10 pytest \
+  openpi-client==0.1.2
 uv pip install -q --python "$VENV/bin/python" -e ".[test]" "numpy<2" "pyarrow<22"
-"$VENV/bin/python" -c "import openpi.models.pi0, openpi.models.pi0_config, jax, numpy, bench.cli; assert numpy.__version__ < '2'"
+"$VENV/bin/python" -c "import openpi.models.pi0, openpi.models.pi0_config, openpi.transforms, jax, numpy, bench.cli; assert numpy.__version__ < '2'"
 echo "$WANT" > "$STAMP"

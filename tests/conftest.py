@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -46,10 +48,6 @@ def assert_same_results(a: Path, b: Path) -> None:
     assert not differences, "\n".join(differences[:20])
 
 
-CORPUS = ["Grasp a red cube and move it to a target goal position.", "Push and move a cube to a goal region.",
-          "Task: pick up the peg, State: 0 12 128 255;\nAction: "] * 20
-
-
 SHORT_BUDGET = 50  # steps: the scripted expert solves PickCube in about 28
 
 
@@ -70,26 +68,30 @@ def short_tasks(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def spm_model(tmp_path_factory) -> Path:
     """A tiny SentencePiece model trained in milliseconds, laid out like PaliGemma's (bos/eos/pad, byte fallback)."""
-    import sentencepiece
+    from bench.policies.pi_tiny import train_tokenizer
 
-    folder = tmp_path_factory.mktemp("tokenizer")
-    corpus = folder / "corpus.txt"
-    corpus.write_text("\n".join(CORPUS))
-    sentencepiece.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(folder / "tiny"), vocab_size=300, byte_fallback=True,
-        pad_id=0, eos_id=1, bos_id=2, unk_id=3, model_type="bpe", minloglevel=2,
-        normalization_rule_name="identity", remove_extra_whitespaces=False)  # keep "\n" like PaliGemma
-    return folder / "tiny.model"
+    return train_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
 
 @pytest.fixture
 def norm_stats(tmp_path) -> Path:
-    def stats(n):
-        return {"mean": [0.0] * n, "std": [1.0] * n, "q01": [-1.0] * n, "q99": [1.0] * n}
+    from bench.policies.pi_tiny import neutral_norm_stats
 
     path = tmp_path / "norm_stats.json"
-    path.write_text(json.dumps({"norm_stats": {"state": stats(8), "actions": stats(7)}}))
+    path.write_text(json.dumps(neutral_norm_stats(state_dim=8, action_dim=7)))
     return path
 
 
-__all__ = ["assert_same_results", "episodes_without_timing", "read_manifest", "run_dir_of"]
+def require(module: str, why: str):
+    """`pytest.importorskip(module)`, except under CI=true: there what the test's environment must have (lerobot
+    and ray in .venv, openpi in .venv-openpi) failing to import is a failure, not a skip."""
+    if os.environ.get("CI") != "true":
+        return pytest.importorskip(module, reason=why)
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        error = e
+    pytest.fail(f"CI=true and {module} is not importable ({error}): {why}", pytrace=False)
+
+
+__all__ = ["assert_same_results", "episodes_without_timing", "read_manifest", "require", "run_dir_of"]

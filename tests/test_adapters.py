@@ -1,22 +1,9 @@
-"""Adapters pinned against references: openpi's formulas, and properties a wrong adapter would break."""
+"""Adapters: properties a wrong resize or action queue would break. (Pi0/Pi0.5's transforms: test_pi_transforms.py;
+held against openpi's own code: tests/openpi/test_pi_transforms_openpi.py.)"""
 
 import numpy as np
-import pytest
 
-from bench.adapters import (ActionChunker, Normalizer, discretize_state, pad_to, pi05_prompt, pi_images,
-                            resize_with_pad)
-
-
-def test_state_bins_equal_openpi_formula():
-    x = np.concatenate([np.linspace(-1.2, 1.2, 2001), [-1.0, 1.0, 0.0, 1 - 1e-9, -1 + 1e-9]])
-    reference = np.clip(np.floor((x + 1.0) * 128.0), -1, 255).astype(int)  # 256 equal bins over [-1, 1)
-    np.testing.assert_array_equal(discretize_state(x), reference)
-    np.testing.assert_array_equal(discretize_state(x), np.digitize(x, np.linspace(-1, 1, 257)[:-1]) - 1)
-
-
-def test_pi05_prompt_carries_the_discretized_state():
-    prompt = pi05_prompt(" pick_cube\nnow ", np.array([-1.0, 0.0, 0.999]))
-    assert prompt == "Task: pick cube now, State: 0 128 255;\nAction: "
+from bench.adapters import ActionChunker, resize_with_pad
 
 
 def test_resize_with_pad_keeps_orientation_and_aspect():
@@ -31,37 +18,6 @@ def test_resize_with_pad_keeps_orientation_and_aspect():
     assert tuple(out[0, 60, 200]) == (0, 0, 0)
     same = np.random.default_rng(0).integers(0, 255, (2, 224, 224, 3), dtype=np.uint8)
     assert resize_with_pad(same, 224, 224) is same
-
-
-def test_pi_images_zero_image_and_false_mask_for_absent_camera():
-    obs = {"sensor_data/base_camera/rgb": np.full((2, 224, 224, 3), 7, np.uint8),
-           "sensor_data/hand_camera/rgb": np.full((2, 224, 224, 3), 9, np.uint8)}
-    images, masks = pi_images(obs, {"base_0_rgb": "base_camera", "left_wrist_0_rgb": "hand_camera",
-                                    "right_wrist_0_rgb": None})
-    assert (images["left_wrist_0_rgb"] == 9).all() and masks["left_wrist_0_rgb"].all()
-    assert (images["right_wrist_0_rgb"] == 0).all() and not masks["right_wrist_0_rgb"].any()
-
-
-@pytest.mark.parametrize("use_quantiles", [False, True])
-def test_normalization_round_trips_and_matches_openpi(use_quantiles):
-    rng = np.random.default_rng(0)
-    stats = {"mean": rng.normal(size=8), "std": rng.uniform(0.1, 2, 8), "q01": rng.uniform(-3, -1, 8),
-             "q99": rng.uniform(1, 3, 8)}
-    norm = Normalizer.from_stats(stats, use_quantiles)
-    x = pad_to(rng.normal(size=(5, 8)), 32)
-    y = norm.normalize(x)
-    if use_quantiles:
-        expected = (x[:, :8] - stats["q01"]) / (stats["q99"] - stats["q01"] + 1e-6) * 2 - 1
-    else:
-        expected = (x[:, :8] - stats["mean"]) / (stats["std"] + 1e-6)
-    np.testing.assert_allclose(y[:, :8], expected)
-    np.testing.assert_array_equal(y[:, 8:], 0)  # padding passes through
-    np.testing.assert_allclose(norm.unnormalize(y), x, atol=1e-12)
-
-
-def test_quantile_normalization_needs_quantiles():
-    with pytest.raises(ValueError, match="q01/q99"):
-        Normalizer.from_stats({"mean": [0.0], "std": [1.0]}, use_quantiles=True)
 
 
 def test_action_chunker_queues_are_per_slot():

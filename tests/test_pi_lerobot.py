@@ -14,13 +14,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-pytest.importorskip("lerobot.policies.pi0.modeling_pi0", reason="needs lerobot[pi]==0.6.1")
+from conftest import require  # noqa: E402
 
-from bench.policies.pi import PiInputs  # noqa: E402
+require("lerobot.policies.pi0.modeling_pi0", "needs lerobot[pi]==0.6.1: pip install -e '.[lerobot]'")
+
 from bench.policies.pi_lerobot import LerobotPiBackend  # noqa: E402
-
-KEYS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
-MODELS = ("pi0", "pi05")
+from bench.policies.pi_tiny import TinyLerobotPiBackend  # noqa: E402
+from bench.policies.pi_types import IMAGE_KEYS, MAX_TOKEN_LEN, MODELS, PiInputs  # noqa: E402
 
 
 def make_inputs(batch: int, seed: int = 0, length: int = 48) -> PiInputs:
@@ -34,8 +34,8 @@ def make_inputs(batch: int, seed: int = 0, length: int = 48) -> PiInputs:
                    "right_wrist_0_rgb": np.zeros(batch, bool)}
     if batch > 1:
         image_masks["left_wrist_0_rgb"][1] = False  # one row without its wrist camera
-    images = {k: rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8) for k in KEYS}
-    for k in KEYS:
+    images = {k: rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8) for k in IMAGE_KEYS}
+    for k in IMAGE_KEYS:
         images[k][~image_masks[k]] = 0  # absent camera: black image
     return PiInputs(images=images, image_masks=image_masks, state=rng.standard_normal((batch, 32)).astype(np.float32),
                     tokens=tokens, token_masks=masks)
@@ -50,8 +50,8 @@ def make_noise(batch: int, horizon: int = 50, seed: int = 1) -> np.ndarray:
 
 
 @pytest.fixture(scope="module", params=MODELS)
-def backend(request) -> LerobotPiBackend:
-    return LerobotPiBackend(request.param, tiny=True, seed=0)
+def backend(request) -> TinyLerobotPiBackend:
+    return TinyLerobotPiBackend(request.param, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def inputs3() -> PiInputs:
 
 def test_shapes_and_config(backend, inputs3):
     assert backend.action_horizon == 50
-    assert backend.max_token_len == (48 if backend.model_name == "pi0" else 200)
+    assert backend.max_token_len == MAX_TOKEN_LEN[backend.model_name]
     assert backend.fingerprint() == f"tiny-random-0-{backend.model_name}"
     assert sum(p.numel() for p in backend.policy.parameters()) < 50_000_000
     actions = backend.sample_actions(inputs3)
@@ -90,7 +90,7 @@ def test_state_input(backend, inputs3):
 
 
 def test_seeded_init_is_deterministic(backend):
-    again = LerobotPiBackend(backend.model_name, tiny=True, seed=0)
+    again = TinyLerobotPiBackend(backend.model_name, seed=0)
     inputs, noise = make_inputs(1), make_noise(1)
     np.testing.assert_array_equal(again.sample_actions(inputs, noise=noise), backend.sample_actions(inputs, noise=noise))
 
@@ -98,7 +98,7 @@ def test_seeded_init_is_deterministic(backend):
 def test_save_load_roundtrip(backend, inputs3, tmp_path):
     folder = tmp_path / f"{backend.model_name}-tiny"
     backend.save(folder)
-    loaded = LerobotPiBackend(backend.model_name, folder)
+    loaded = TinyLerobotPiBackend(backend.model_name, folder)
     noise = make_noise(3, seed=7)
     np.testing.assert_array_equal(backend.sample_actions(inputs3, noise=noise), loaded.sample_actions(inputs3, noise=noise))
     fp = loaded.fingerprint()
@@ -111,7 +111,7 @@ def test_wrong_model_type_is_rejected(backend, tmp_path):
     backend.save(tmp_path / "ckpt")
     other = "pi0" if backend.model_name == "pi05" else "pi05"
     with pytest.raises(ValueError, match=f"'{backend.model_name}' policy"):
-        LerobotPiBackend(other, tmp_path / "ckpt")
+        TinyLerobotPiBackend(other, tmp_path / "ckpt")
 
 
 def test_missing_checkpoint(tmp_path):
@@ -132,11 +132,13 @@ def test_incomplete_checkpoint(tmp_path, drop):
     assert str(folder) in str(info.value) and drop in str(info.value)
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError):
-        LerobotPiBackend("pi1", tiny=True)
-    with pytest.raises(ValueError):
-        LerobotPiBackend("pi0")  # neither checkpoint nor tiny
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="unknown Pi model"):
+        TinyLerobotPiBackend("pi1")
+    with pytest.raises(ValueError, match="exactly one of"):
+        LerobotPiBackend("pi0")  # neither checkpoint nor random_init
+    with pytest.raises(FileNotFoundError, match="holds no tiny model"):
+        TinyLerobotPiBackend("pi0", tmp_path)
 
 
 def test_weights_that_do_not_fit_are_rejected(backend, tmp_path):
@@ -149,7 +151,7 @@ def test_weights_that_do_not_fit_are_rejected(backend, tmp_path):
     weights.pop("model.action_in_proj.bias")
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match="could not load the weights"):
-        LerobotPiBackend(backend.model_name, folder)
+        TinyLerobotPiBackend(backend.model_name, folder)
 
 
 def test_bench_inference_path_equals_lerobots_sample_actions(backend, inputs3):

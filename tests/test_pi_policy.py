@@ -1,4 +1,5 @@
-"""Pi0/Pi0.5 policy: tokenizer formats, preflight errors (one line, exit 2, nothing written), `bench run`."""
+"""Pi0/Pi0.5 policy: preflight errors (one line, exit 2, nothing written), `bench run` on lerobot checkpoints, noise
+per episode. (Its transforms: test_pi_transforms.py; tokenizer formats against openpi's: tests/openpi.)"""
 
 import json
 from pathlib import Path
@@ -6,29 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.adapters import pi05_prompt
-from bench.policies.pi import PromptTokenizer
 from bench.results import read_episodes
 
-from conftest import read_manifest, run_dir_of
+from conftest import read_manifest, require, run_dir_of
 from test_pi_checkpoint import save_lerobot_normalizer
 
-
-def test_tokenizer_formats_follow_openpi(spm_model):
-    import sentencepiece
-
-    sp = sentencepiece.SentencePieceProcessor(model_file=str(spm_model))
-    tokenizer = PromptTokenizer(spm_model, max_len=48)
-    tokens, masks = tokenizer(["Push and move a cube to a goal region."], pi0_format=True)
-    ids = [sp.bos_id()] + sp.encode("Push and move a cube to a goal region.") + sp.encode("\n")
-    assert tokens.shape == masks.shape == (1, 48)
-    assert tokens[0, : len(ids)].tolist() == ids and masks[0].sum() == len(ids)
-    assert (tokens[0, len(ids):] == 0).all()
-    text = pi05_prompt("Push and move a cube to a goal region.", np.array([0.5, -0.25]))
-    tokens, masks = PromptTokenizer(spm_model, max_len=200)([text], pi0_format=False)
-    assert sp.decode(tokens[0, 1 : masks[0].sum()].tolist()) == text
-    short, short_masks = PromptTokenizer(spm_model, max_len=5)([text], pi0_format=False)
-    assert short_masks.all() and short.shape == (1, 5)  # truncated, as openpi does
+LEROBOT = "needs lerobot[pi]==0.6.1: pip install -e '.[lerobot]'"
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -89,15 +73,16 @@ def test_bad_checkpoints_and_dimensions_via_bench_run(bench, tmp_path, spm_model
 @pytest.mark.parametrize("model", ["pi0", "pi05"])
 def test_bench_run_with_a_lerobot_checkpoint(bench, tmp_path, spm_model, norm_stats, short_tasks, model):
     """Real lerobot Pi0/Pi0.5 (tiny, random weights) saved as an HF-format checkpoint, evaluated by `bench run`."""
-    pytest.importorskip("lerobot.policies.pi0.modeling_pi0")
-    from bench.policies.pi_lerobot import LerobotPiBackend
+    require("lerobot.policies.pi0.modeling_pi0", LEROBOT)
+    from bench.policies.pi_tiny import TinyLerobotPiBackend
 
     checkpoint = tmp_path / "ckpt"
-    LerobotPiBackend(model, tiny=True, seed=3).save(checkpoint)
+    TinyLerobotPiBackend(model, seed=3).save(checkpoint)
     output = tmp_path / "out"
     if model == "pi0":  # explicit backend and norm stats
         extra = ["--backend", "lerobot", "--norm-stats", str(norm_stats)]
     else:  # both found in the checkpoint: its layout and the normalizer lerobot's pipeline saved beside it
+        # (and that it holds a tiny test model, from the marker the tiny backend saved beside it)
         save_lerobot_normalizer(checkpoint)
         extra = []
     code, text = bench("run", "--policy", model, "--checkpoint", str(checkpoint), "--tokenizer", str(spm_model),
@@ -112,12 +97,20 @@ def test_bench_run_with_a_lerobot_checkpoint(bench, tmp_path, spm_model, norm_st
     assert described["normalization"] == ("quantiles" if model == "pi05" else "mean_std")
     if model == "pi05":
         assert described["norm_stats"].endswith("policy_preprocessor_step_0_normalizer_processor.safetensors")
-    assert described["checkpoint_fingerprint"] == LerobotPiBackend(model, checkpoint).fingerprint()
+    assert described["checkpoint_fingerprint"] == TinyLerobotPiBackend(model, checkpoint).fingerprint()
     assert described["action_horizon"] == 50
+    assert described["tiny"] is True
+    prompt = ["prompt_with_state(256 bins)", "tokenize(200)"] if model == "pi05" else [
+        "prompt", "tokenize(48, pi0_format)"]
+    assert described["transforms"] == [
+        "cameras(base_camera->base_0_rgb, hand_camera->left_wrist_0_rgb, none->right_wrist_0_rgb)",
+        "resize_with_pad(224)", "state(qpos8)", f"normalize({described['normalization']})", *prompt, "pad_state(32)"]
+    assert described["output_transforms"] == [f"unnormalize({described['normalization']})", "action_dims(7)"]
 
 
 def test_an_episode_acts_the_same_whatever_shares_its_batch(spm_model, norm_stats):
     """Noise comes from the episode's seed, so an episode replays alone, in another slot or batch (resume)."""
+    require("lerobot.policies.pi0.modeling_pi0", LEROBOT)
     from bench.policies import EpisodeContext
     from bench.policies.pi import PiPolicy
     from bench.tasks import Episode, load_suite

@@ -8,7 +8,9 @@ import pytest
 
 from bench.results import RUN_COLUMNS, read_episodes, read_manifest
 
-ray = pytest.importorskip("ray", reason="needs ray: pip install -e '.[ray]'")
+from conftest import require
+
+ray = require("ray", "needs ray: pip install -e '.[ray]'")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 

@@ -15,14 +15,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.adapters import Normalizer
 from bench.errors import BenchError
+from bench.policies.pi_transforms import Normalizer
 
 OPENPI_MARKER = "params"
 LEROBOT_MARKER = "config.json"
 LEROBOT_NORMALIZER_GLOB = "policy_preprocessor_step_*_normalizer_processor.safetensors"
 LEROBOT_KEYS = {"state": "observation.state", "actions": "action"}  # bench/openpi key -> lerobot feature
 LEROBOT_MODES = {"QUANTILES": True, "MEAN_STD": False}  # NormalizationMode -> use_quantiles
+TINY_MARKER = "bench_tiny_arch.json"  # a checkpoint saved from a tiny test model (bench.policies.pi_tiny) says so
 
 
 def detect_backend(checkpoint: Path) -> str | None:
@@ -32,6 +33,11 @@ def detect_backend(checkpoint: Path) -> str | None:
     if (checkpoint / LEROBOT_MARKER).is_file():
         return "lerobot"
     return None
+
+
+def is_tiny(checkpoint: Path) -> bool:
+    """Whether the folder holds a tiny test model (its architecture is in TINY_MARKER), not a real one."""
+    return (checkpoint / TINY_MARKER).is_file()
 
 
 def find_norm_stats(checkpoint: Path, asset_id: str | None = None) -> Path:

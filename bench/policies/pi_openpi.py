@@ -1,8 +1,8 @@
 """Pi0 / Pi0.5 on openpi's JAX model (the `--backend openpi` of `bench.policies.pi`).
 
 Runs only in the openpi environment (`scripts/setup-openpi-env.sh` -> .venv-openpi): openpi pins numpy<2 and an old
-jax, so it cannot share lerobot's venv. This module only runs the network: bench's adapters build `PiInputs`
-(normalized state, tokens, uint8 images) and un-normalize what comes back.
+jax, so it cannot share lerobot's venv. This module only runs the network: bench's transforms (`pi_transforms`) build
+`PiInputs` (normalized state, tokens, uint8 images) and un-normalize what comes back.
 
 Checkpoints are openpi step folders (`<ckpt>/params`, an orbax PyTree checkpoint holding {"params": pure dict}), as
 written by openpi training (`training/checkpoints.py`) and as released by Physical Intelligence; restored the way
@@ -12,8 +12,8 @@ written by openpi training (`training/checkpoints.py`) and as released by Physic
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -23,12 +23,10 @@ from flax import nnx
 from openpi.models import model as _model  # ImportError outside the openpi environment, on import as pi.py expects
 from openpi.models import pi0_config
 
-if TYPE_CHECKING:
-    from bench.policies.pi import PiInputs
+from bench.policies.pi_checkpoint import TINY_MARKER
+from bench.policies.pi_types import IMAGE_KEYS, MODEL_DIM, MODELS, PiInputs, check_model_dim, check_noise, check_state
 
-MODELS = ("pi0", "pi05")
 DTYPES = ("bfloat16", "float32")
-IMAGE_KEYS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
 PARAMS_DIR = "params"
 PARAMS_METADATA = "_METADATA"  # orbax writes it last: a params folder without it is incomplete
 
@@ -60,30 +58,29 @@ def params_fingerprint(params_dir: Path) -> str:
 
 class OpenpiPiBackend:
     """Pi0 / Pi0.5 through openpi's JAX model: build the model config, restore <ckpt>/params, batched sample_actions
-    under jit.
-
-    tiny=True builds openpi's "dummy" Gemma variants (SigLIP stays full size: ~430M parameters) with random weights
-    from `seed`, or restores a checkpoint saved from such a model. `action_horizon` and `num_steps` must match the
-    checkpoint's training config (openpi's defaults: 50 and 10; e.g. pi05_libero was trained with horizon 10).
+    under jit. `action_horizon` and `num_steps` must match the checkpoint's training config (openpi's defaults: 50
+    and 10; e.g. pi05_libero was trained with horizon 10).
     """
 
-    def __init__(self, model: str, checkpoint: Path | None = None, *, tiny: bool = False, dtype: str = "bfloat16",
+    variants: dict = {}  # Pi0Config's Gemma variants: its defaults, the real model
+    random_label: str | None = None  # None: weights come from a checkpoint; else random ones, fingerprinted so
+
+    def __init__(self, model: str, checkpoint: Path | None = None, *, dtype: str = "bfloat16",
                  seed: int = 0, action_horizon: int = 50, num_steps: int = 10):
         if model not in MODELS:
             raise ValueError(f"unknown model '{model}': one of {MODELS}")
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype '{dtype}': one of {DTYPES}")
-        if checkpoint is None and not tiny:
+        if checkpoint is None and self.random_label is None:
             raise FileNotFoundError(f"{model} needs an openpi checkpoint folder (with {PARAMS_DIR}/): none given")
         params_dir = _check_checkpoint(Path(checkpoint)) if checkpoint is not None else None
 
         self.model, self.dtype, self.seed, self.num_steps = model, dtype, seed, num_steps
-        variants = {"paligemma_variant": "dummy", "action_expert_variant": "dummy"} if tiny else {}
         self.config = pi0_config.Pi0Config(pi05=model == "pi05", dtype=dtype, action_horizon=action_horizon,
-                                           **variants)
+                                           **self.variants)
         self.action_horizon = self.config.action_horizon
         self.max_token_len = self.config.max_token_len
-        self.action_dim = self.config.action_dim
+        check_model_dim(f"{model}: action_dim", self.config.action_dim)
         param_dtype = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
 
         if params_dir is not None:
@@ -98,7 +95,7 @@ class OpenpiPiBackend:
             params = jax.tree.map(lambda x: x.astype(param_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
                                   params)
             self._model = self.config.load(params)
-            self._fingerprint = f"tiny-random-{seed}-{model}"
+            self._fingerprint = f"{self.random_label}-random-{seed}-{model}"
         del params
         self._model.eval()
 
@@ -117,13 +114,11 @@ class OpenpiPiBackend:
     # -- inference -------------------------------------------------------------------------------------------------
 
     def _observation(self, inputs: PiInputs):
-        state = np.asarray(inputs.state, np.float32)
-        if state.ndim != 2 or state.shape[1] != self.action_dim:
-            raise ValueError(f"state must be float32 [B, {self.action_dim}], got {state.shape}")
-        batch = state.shape[0]
         tokens = np.asarray(inputs.tokens)
         token_masks = np.asarray(inputs.token_masks, bool)
-        if tokens.shape != token_masks.shape or tokens.ndim != 2 or tokens.shape[0] != batch:
+        batch = len(tokens)
+        state = check_state(inputs.state, batch)
+        if tokens.shape != token_masks.shape or tokens.ndim != 2:
             raise ValueError(f"tokens {tokens.shape} and token_masks {token_masks.shape} must both be [{batch}, L]")
         if tokens.shape[1] > self.max_token_len:
             raise ValueError(f"{tokens.shape[1]} prompt tokens, the model takes at most {self.max_token_len}")
@@ -149,15 +144,12 @@ class OpenpiPiBackend:
         """
         observation = self._observation(inputs)
         batch = observation.state.shape[0]
-        shape = (batch, self.action_horizon, self.action_dim)
+        noise = check_noise(noise, batch, self.action_horizon)
         rng = jax.random.fold_in(self._key, self._calls)
         self._calls += 1
         if noise is None:
-            noise = jax.random.normal(rng, shape, jnp.float32)
+            noise = jax.random.normal(rng, (batch, self.action_horizon, MODEL_DIM), jnp.float32)
         else:
-            noise = np.asarray(noise, np.float32)
-            if noise.shape != shape:
-                raise ValueError(f"noise must be {shape}, got {noise.shape}")
             noise = jnp.asarray(noise)
         actions = self._sample(self._state, rng, observation, noise)
         return np.asarray(jax.device_get(actions), np.float32)
@@ -168,10 +160,21 @@ class OpenpiPiBackend:
         return self._fingerprint
 
     def save(self, path: Path) -> None:
-        """Write `path/params` (orbax, openpi's layout: {"params": pure dict}) that __init__(checkpoint=path) restores
-        (with the same `tiny`)."""
+        """Write `path/params` (orbax, openpi's layout: {"params": pure dict}) that the same class restores."""
         params = nnx.state(self._model, nnx.Param).to_pure_dict()
         path = Path(path).resolve()
         path.mkdir(parents=True, exist_ok=True)
         with ocp.PyTreeCheckpointer() as ckptr:
             ckptr.save(path / PARAMS_DIR, {"params": params}, force=True)
+
+
+class TinyOpenpiPiBackend(OpenpiPiBackend):
+    """openpi's own "dummy" Gemma variants (SigLIP stays full size: ~430M parameters), for tests: random weights from
+    `seed`, or a checkpoint saved from such a model (which says so in `pi_checkpoint.TINY_MARKER`)."""
+
+    variants = {"paligemma_variant": "dummy", "action_expert_variant": "dummy"}
+    random_label = "tiny"
+
+    def save(self, path: Path) -> None:
+        super().save(path)
+        (Path(path) / TINY_MARKER).write_text(json.dumps({"openpi": self.variants}, indent=2))

@@ -15,14 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import require  # tests/conftest.py: the main suite's, a parent folder's conftest
+
 # not plain "openpi": with pytest's rootdir on sys.path, this very folder (tests/openpi) imports as a namespace package
-pytest.importorskip("openpi.models.pi0", reason="needs the openpi environment: scripts/setup-openpi-env.sh")
+require("openpi.models.pi0", "needs the openpi environment: scripts/setup-openpi-env.sh")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jax 0.5 / flax 0.10 internals, not ours
 
-from bench.policies.pi import PiInputs  # noqa: E402
-from bench.policies.pi_openpi import OpenpiPiBackend, params_fingerprint  # noqa: E402
-
-KEYS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")
+from bench.policies.pi_openpi import OpenpiPiBackend, TinyOpenpiPiBackend, params_fingerprint  # noqa: E402
+from bench.policies.pi_tiny import neutral_norm_stats  # noqa: E402
+from bench.policies.pi_types import IMAGE_KEYS, MAX_TOKEN_LEN, PiInputs  # noqa: E402
 
 
 def make_inputs(batch: int, seed: int = 0, prompt_len: int = 12) -> PiInputs:
@@ -31,7 +32,7 @@ def make_inputs(batch: int, seed: int = 0, prompt_len: int = 12) -> PiInputs:
     tokens[:, :prompt_len] = rng.integers(2, 1000, (batch, prompt_len))
     masks = tokens != 0
     return PiInputs(
-        images={k: rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8) for k in KEYS},
+        images={k: rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8) for k in IMAGE_KEYS},
         image_masks={"base_0_rgb": np.ones(batch, bool), "left_wrist_0_rgb": np.ones(batch, bool),
                      "right_wrist_0_rgb": np.zeros(batch, bool)},
         state=rng.standard_normal((batch, 32)).astype(np.float32),
@@ -49,13 +50,13 @@ def make_noise(batch: int, horizon: int = 50, seed: int = 1) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def tiny_pi0() -> OpenpiPiBackend:
-    return OpenpiPiBackend("pi0", tiny=True, dtype="float32", seed=0)
+def tiny_pi0() -> TinyOpenpiPiBackend:
+    return TinyOpenpiPiBackend("pi0", dtype="float32", seed=0)
 
 
 @pytest.fixture(scope="session")
-def tiny_pi05() -> OpenpiPiBackend:
-    return OpenpiPiBackend("pi05", tiny=True, dtype="float32", seed=0)
+def tiny_pi05() -> TinyOpenpiPiBackend:
+    return TinyOpenpiPiBackend("pi05", dtype="float32", seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +65,7 @@ def inputs2() -> PiInputs:
 
 
 def test_tiny_pi0_actions(tiny_pi0, inputs2):
-    assert (tiny_pi0.action_horizon, tiny_pi0.max_token_len) == (50, 48)
+    assert (tiny_pi0.action_horizon, tiny_pi0.max_token_len) == (50, MAX_TOKEN_LEN["pi0"])
     actions = tiny_pi0.sample_actions(inputs2)
     assert actions.shape == (2, 50, 32) and actions.dtype == np.float32
     assert np.isfinite(actions).all()
@@ -87,7 +88,7 @@ def test_batched_matches_one_at_a_time(tiny_pi0, inputs2):
 def test_save_load_roundtrip(tiny_pi0, inputs2, tmp_path):
     tiny_pi0.save(tmp_path / "ckpt")
     assert (tmp_path / "ckpt" / "params" / "_METADATA").is_file()
-    loaded = OpenpiPiBackend("pi0", tmp_path / "ckpt", tiny=True, dtype="float32", seed=123)
+    loaded = TinyOpenpiPiBackend("pi0", tmp_path / "ckpt", dtype="float32", seed=123)
     fingerprint = loaded.fingerprint()
     assert len(fingerprint) == 16 and int(fingerprint, 16) >= 0  # a sha256 prefix over the params files
     noise = make_noise(2, seed=7)
@@ -108,7 +109,7 @@ def test_missing_checkpoint(tmp_path):
 
 def test_tiny_pi05_actions(tiny_pi05):
     backend = tiny_pi05
-    assert (backend.action_horizon, backend.max_token_len) == (50, 200)
+    assert (backend.action_horizon, backend.max_token_len) == (50, MAX_TOKEN_LEN["pi05"])
     actions = backend.sample_actions(make_inputs(2, seed=3), noise=make_noise(2))
     assert actions.shape == (2, 50, 32) and actions.dtype == np.float32
     assert np.isfinite(actions).all()
@@ -126,12 +127,11 @@ def test_bench_run_with_an_openpi_checkpoint(bench, tmp_path, spm_model, tiny_pi
     checkpoint = tmp_path / "pi05_maniskill" / "999"
     tiny_pi05.save(checkpoint)
     (checkpoint / "assets" / "maniskill").mkdir(parents=True)
-    stats = {"mean": [0.0] * 8, "std": [1.0] * 8, "q01": [-1.0] * 8, "q99": [1.0] * 8}
-    (checkpoint / "assets" / "maniskill" / "norm_stats.json").write_text(json.dumps(
-        {"norm_stats": {"state": stats, "actions": {k: v[:7] for k, v in stats.items()}}}))
-    preset = tmp_path / "pi05-tiny.toml"  # a user's copy of policies/pi05.toml, for the tiny float32 model
+    (checkpoint / "assets" / "maniskill" / "norm_stats.json").write_text(json.dumps(neutral_norm_stats(8, 7)))
+    preset = tmp_path / "pi05-tiny.toml"  # a user's copy of policies/pi05.toml, for the float32 model; that the
+    # checkpoint holds a tiny model, bench reads from the marker TinyOpenpiPiBackend.save left beside its params
     preset.write_text((Path(__file__).parents[2] / "policies" / "pi05.toml").read_text()
-                      .replace('dtype = "bfloat16"', 'dtype = "float32"\ntiny = true'))
+                      .replace('dtype = "bfloat16"', 'dtype = "float32"'))
     output = tmp_path / "out"
     code, text = bench("run", "--policy", str(preset), "--checkpoint", str(checkpoint), "--tokenizer",
                        str(spm_model), "--tasks", "PickCube-v1", "--episodes", "2", "--num-envs", "2",
@@ -145,4 +145,6 @@ def test_bench_run_with_an_openpi_checkpoint(bench, tmp_path, spm_model, tiny_pi
     assert described["norm_stats"].endswith("assets/maniskill/norm_stats.json")
     assert described["checkpoint_fingerprint"] == params_fingerprint(checkpoint / "params")
     assert (described["action_horizon"], described["denoising_steps"]) == (50, 10)
+    assert described["tiny"] is True and described["transforms"][-3:] == ["prompt_with_state(256 bins)",
+                                                                          "tokenize(200)", "pad_state(32)"]
 
