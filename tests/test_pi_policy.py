@@ -95,6 +95,7 @@ def test_bench_run_with_a_lerobot_checkpoint(bench, tmp_path, spm_model, norm_st
     described = read_manifest(run)["policy"]["describe"]
     assert described["model"] == model and described["backend"] == "lerobot"
     assert described["normalization"] == ("quantiles" if model == "pi05" else "mean_std")
+    assert described["normalization_convention"] == "lerobot"  # a lerobot checkpoint: lerobot's arithmetic
     if model == "pi05":
         assert described["norm_stats"].endswith("policy_preprocessor_step_0_normalizer_processor.safetensors")
     assert described["checkpoint_fingerprint"] == TinyLerobotPiBackend(model, checkpoint).fingerprint()
@@ -104,8 +105,9 @@ def test_bench_run_with_a_lerobot_checkpoint(bench, tmp_path, spm_model, norm_st
         "prompt", "tokenize(48, pi0_format)"]
     assert described["transforms"] == [
         "cameras(base_camera->base_0_rgb, hand_camera->left_wrist_0_rgb, none->right_wrist_0_rgb)",
-        "resize_with_pad(224)", "state(qpos8)", f"normalize({described['normalization']})", *prompt, "pad_state(32)"]
-    assert described["output_transforms"] == [f"unnormalize({described['normalization']})", "action_dims(7)"]
+        "resize_with_pad(224)", "state(qpos8)", f"normalize({described['normalization']}, lerobot)", *prompt, "pad_state(32)"]
+    assert described["output_transforms"] == [f"unnormalize({described['normalization']}, lerobot)",
+                                             "action_dims(7)"]
 
 
 def test_an_episode_acts_the_same_whatever_shares_its_batch(spm_model, norm_stats):

@@ -112,7 +112,8 @@ def _check_files(model: str, backend: str, checkpoint: str | None, tokenizer: st
     stats = Path(norm_stats) if norm_stats else find_norm_stats(ckpt, asset_id)
     use_quantiles = lerobot_uses_quantiles(ckpt) if backend == "lerobot" else None
     use_quantiles = model == "pi05" if use_quantiles is None else use_quantiles  # openpi: Pi0.5 <=> quantiles
-    normalizers = load_norm_stats(stats, use_quantiles)  # readable, with the keys this normalization needs
+    # the trainer's arithmetic: the backend reads the checkpoint its own trainer wrote (pi_normalize)
+    normalizers = load_norm_stats(stats, use_quantiles, convention=backend)  # readable, with the keys it needs
     return _Files(backend, ckpt, tiny or (ckpt is not None and is_tiny(ckpt)), stats, normalizers)
 
 
@@ -150,6 +151,7 @@ class PiPolicy(Policy):
                                              transforms.action_dims(action_dim)])
         self._settings = {"model": model, "backend": backend, "checkpoint": checkpoint, "tokenizer": tokenizer,
                           "norm_stats": norm_stats, "normalization": self._norm["state"].kind,
+                          "normalization_convention": self._norm["state"].convention,
                           "cameras": self._cameras, "state_layout": state_layout,
                           "action_dim": action_dim, "dtype": dtype, "tiny": tiny, "random_init": random_init,
                           "device": options.get("device", device), "transforms": self._inputs.names(),

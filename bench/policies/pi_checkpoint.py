@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.policies.pi_transforms import Normalizer
+from bench.policies.pi_normalize import Normalizer
 
 OPENPI_MARKER = "params"
 LEROBOT_MARKER = "config.json"
@@ -100,13 +100,14 @@ def _read_stats(path: Path) -> dict[str, dict]:
     return stats.get("norm_stats", stats)
 
 
-def load_norm_stats(path: Path, use_quantiles: bool) -> dict[str, Normalizer]:
-    """Normalizers for "state" and "actions" from openpi's norm_stats.json or a lerobot normalizer file."""
+def load_norm_stats(path: Path, use_quantiles: bool, convention: str = "openpi") -> dict[str, Normalizer]:
+    """Normalizers for "state" and "actions" from openpi's norm_stats.json or a lerobot normalizer file, in the
+    arithmetic of `convention` (the trainer: "openpi" or "lerobot", `pi_normalize`)."""
     if not path.is_file():
         raise BenchError(f"norm stats not found at {path}: pass --norm-stats with the checkpoint's norm_stats.json")
     try:
         stats = _read_stats(path)
-        return {key: Normalizer.from_stats(stats[key], use_quantiles=use_quantiles) for key in ("state", "actions")}
+        return {key: Normalizer.from_stats(stats[key], use_quantiles, convention) for key in ("state", "actions")}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, OSError) as e:
         quantiles = " with q01/q99 (quantile normalization)" if use_quantiles else ""
         raise BenchError(f"{path}: norm stats need 'state' and 'actions' entries with mean/std{quantiles} ({e})") from None

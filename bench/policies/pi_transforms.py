@@ -4,8 +4,8 @@ A pipeline is a visible list of small steps, each doing one thing (openpi's tran
 composes them according to its preset and `PiPolicy.describe()` records their names, e.g. for Pi0.5:
 
     cameras(base_camera->base_0_rgb, hand_camera->left_wrist_0_rgb, none->right_wrist_0_rgb), resize_with_pad(224),
-    state(qpos8), normalize(quantiles), prompt_with_state(256 bins), tokenize(200), pad_state(32)
-    and after the model: unnormalize(quantiles), action_dims(7)
+    state(qpos8), normalize(quantiles, openpi), prompt_with_state(256 bins), tokenize(200), pad_state(32)
+    and after the model: unnormalize(quantiles, openpi), action_dims(7)
 
 Each function below makes one step, named as it was made; input steps map a `Frame` (the observation, the prompts,
 and the model inputs built so far) to a new one, output steps map action arrays. Each step can be held against
@@ -21,56 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from bench import adapters
+from bench.policies.pi_normalize import Normalizer  # noqa: F401  (re-exported: the `normalize` steps take one)
 from bench.policies.pi_types import IMAGE_KEYS, STATE_BINS, PiInputs
 
 Obs = dict[str, np.ndarray]
 
 
 # --- the formulas --------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Normalizer:
-    """openpi's normalization of one key: MEAN_STD for Pi0, quantiles (q01, q99 -> [-1, 1]) for Pi0.5.
-
-    Stats may cover fewer dims than the (padded) vector; the remaining dims pass through unchanged."""
-
-    mean: np.ndarray
-    std: np.ndarray
-    q01: np.ndarray | None = None
-    q99: np.ndarray | None = None
-    use_quantiles: bool = False
-
-    @classmethod
-    def from_stats(cls, stats: dict, use_quantiles: bool) -> "Normalizer":
-        arrays = {k: np.asarray(stats[k], np.float64) for k in ("mean", "std", "q01", "q99") if k in stats}
-        if use_quantiles and not {"q01", "q99"} <= arrays.keys():
-            raise ValueError("norm stats lack q01/q99, which quantile normalization (Pi0.5) needs")
-        return cls(use_quantiles=use_quantiles, **arrays)
-
-    @property
-    def kind(self) -> str:
-        return "quantiles" if self.use_quantiles else "mean_std"
-
-    def _split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        n = len(self.mean)
-        return x[..., :n].astype(np.float64), x[..., n:]
-
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        head, tail = self._split(x)
-        if self.use_quantiles:
-            head = (head - self.q01) / (self.q99 - self.q01 + 1e-6) * 2.0 - 1.0
-        else:
-            head = (head - self.mean) / (self.std + 1e-6)
-        return np.concatenate([head.astype(x.dtype), tail], axis=-1)
-
-    def unnormalize(self, x: np.ndarray) -> np.ndarray:
-        head, tail = self._split(x)
-        if self.use_quantiles:
-            head = (head + 1.0) / 2.0 * (self.q99 - self.q01 + 1e-6) + self.q01
-        else:
-            head = head * (self.std + 1e-6) + self.mean
-        return np.concatenate([head.astype(x.dtype), tail], axis=-1)
-
 
 def pad_to(x: np.ndarray, dim: int) -> np.ndarray:
     """Zero-pad the last axis to `dim` (Pi models use 32-D state and action vectors)."""
@@ -198,8 +155,10 @@ def state(layout: str) -> Step:
 
 
 def normalize(norm: Normalizer) -> Step:
-    """The state, normalized with the checkpoint's statistics."""
-    return Step(f"normalize({norm.kind})", lambda frame: replace(frame, state=norm.normalize(frame.state)))
+    """The state, normalized with the checkpoint's statistics in its trainer's arithmetic (`norm.convention`), and
+    kept in that arithmetic's dtype (openpi float64, lerobot float32): what Pi0.5 discretizes."""
+    return Step(f"normalize({norm.name})",
+                lambda frame: replace(frame, state=norm.normalize(frame.state.astype(norm.dtype))))
 
 
 def prompt() -> Step:
@@ -225,13 +184,13 @@ def tokenize(tokenizer: PromptTokenizer, pi0_format: bool) -> Step:
 
 
 def pad_state(dim: int) -> Step:
-    """The state zero-padded to the model's width."""
-    return Step(f"pad_state({dim})", lambda frame: replace(frame, state=pad_to(frame.state, dim)))
+    """The state zero-padded to the model's width, as the model's float32."""
+    return Step(f"pad_state({dim})", lambda frame: replace(frame, state=pad_to(frame.state, dim).astype(np.float32)))
 
 
 def unnormalize(norm: Normalizer) -> Step:
     """Model-space actions back to the controller's units, with the checkpoint's action statistics."""
-    return Step(f"unnormalize({norm.kind})", norm.unnormalize)
+    return Step(f"unnormalize({norm.name})", norm.unnormalize)
 
 
 def action_dims(dim: int) -> Step:

@@ -6,11 +6,10 @@
 - resize with padding: `openpi.transforms.ResizeImages` (which calls `openpi_client.image_tools.resize_with_pad`, PIL),
   and the model's own fallback for images not at 224, `openpi.shared.image_tools.resize_with_pad` (JAX).
 
-Known differences, asserted as such: openpi's quantile un-normalization of float32 actions computes (x + 1) / 2 in
-float32, bench in float64 (a few 1e-7 apart). openpi's JAX resize rounds differently from PIL's: pixel values differ by at most
-1 level, the padding is the same. openpi normalizes in float64 and discretizes Pi0.5's state from there, bench from
-its float32 normalized state (so the token test feeds openpi that state); bins can differ only where a value lies
-within float32 rounding of a bin edge.
+bench's openpi convention (bench.policies.pi_normalize) does openpi's arithmetic: the state normalized in float64 and
+discretized from there (so the token tests run openpi's own Normalize then TokenizePrompt on the raw float32 state),
+quantile un-normalization computing (x + 1) / 2 in the actions' dtype. Known differences, asserted as such: openpi's
+JAX resize rounds differently from PIL's: pixel values differ by at most 1 level, the padding is the same.
 """
 
 from __future__ import annotations
@@ -73,9 +72,12 @@ def test_normalize_and_pad_state_equal_openpis(stats_file, use_quantiles, dtype)
         openpi_transforms.Normalize(openpi_normalize.load(stats_file.parent), use_quantiles=use_quantiles),
         openpi_transforms.PadStatesAndActions(MODEL_DIM)])({"state": state})["state"]
     norm = load_norm_stats(stats_file, use_quantiles)["state"]
-    ours = Pipeline([normalize(norm), pad_state(MODEL_DIM)])(Frame({}, [""] * len(state), state=state)).state
-    assert ours.shape == theirs.shape == (64, MODEL_DIM) and ours.dtype == dtype
-    np.testing.assert_array_equal(ours, theirs.astype(dtype))  # openpi computes in float64 (its stats' dtype)
+    assert norm.convention == "openpi" and theirs.dtype == np.float64  # openpi computes in float64 (its stats')
+    frame = Pipeline([normalize(norm)])(Frame({}, [""] * len(state), state=state))
+    np.testing.assert_array_equal(frame.state, theirs[:, :8])  # what Pi0.5 discretizes: openpi's float64, exactly
+    ours = pad_state(MODEL_DIM)(frame).state
+    assert ours.shape == theirs.shape == (64, MODEL_DIM) and ours.dtype == np.float32  # the model's dtype
+    np.testing.assert_array_equal(ours, theirs.astype(np.float32))
 
 
 @pytest.mark.parametrize("use_quantiles", [False, True])
@@ -90,13 +92,8 @@ def test_unnormalize_equals_openpis_on_the_controllers_dims(stats_file, use_quan
     norm = load_norm_stats(stats_file, use_quantiles)["actions"]
     ours = Pipeline([unnormalize(norm), action_dims(7)])(actions)
     assert ours.shape == (4, 50, 7) and ours.dtype == dtype
-    if use_quantiles and dtype == np.float32:
-        # openpi computes (x + 1) / 2 in the actions' float32 before its float64 stats come in, bench all in float64:
-        # float32 rounding apart (the model's actions are float32: a difference of at most a few 1e-7)
-        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
-        assert (ours != theirs).any()  # a real difference, left as it is: bench keeps its float64 arithmetic
-    else:
-        np.testing.assert_array_equal(ours, theirs)
+    # exact, also for quantiles on float32 actions: openpi computes (x + 1) / 2 in float32, and so does bench
+    np.testing.assert_array_equal(ours, theirs)
 
 
 @pytest.fixture(scope="module")
@@ -109,22 +106,57 @@ def openpi_data_home(tmp_path_factory, spm_model) -> Path:
     return home
 
 
-@pytest.mark.parametrize("model", ["pi0", "pi05"])
-def test_prompt_tokens_equal_openpis(stats_file, spm_model, openpi_data_home, monkeypatch, model):
+def openpi_tokens(stats_file: Path, max_len: int, use_quantiles: bool, discrete_state_input: bool,
+                  states: np.ndarray) -> list[dict]:
+    """openpi's own input chain on the raw float32 states: Normalize (float64), then TokenizePrompt."""
+    chain = openpi_transforms.compose([
+        openpi_transforms.Normalize(openpi_normalize.load(stats_file.parent), use_quantiles=use_quantiles),
+        openpi_transforms.TokenizePrompt(PaligemmaTokenizer(max_len), discrete_state_input=discrete_state_input)])
+    return [chain({"prompt": instruction, "state": state}) for instruction, state in zip(INSTRUCTIONS, states)]
+
+
+# (model, discrete_state_input): Pi0; Pi0.5 with the state in its prompt (openpi's default); Pi0.5 without it
+# (openpi's pi05_libero: `Pi0Config(pi05=True, action_horizon=10, discrete_state_input=False)`)
+VARIANTS = [("pi0", False), ("pi05", True), ("pi05", False)]
+
+
+@pytest.mark.parametrize("model,discrete_state_input", VARIANTS)
+def test_prompt_tokens_equal_openpis(stats_file, spm_model, openpi_data_home, monkeypatch, model,
+                                     discrete_state_input):
     monkeypatch.setenv("OPENPI_DATA_HOME", str(openpi_data_home))
     max_len = MAX_TOKEN_LEN[model]
-    tokenize_prompt = openpi_transforms.TokenizePrompt(PaligemmaTokenizer(max_len), discrete_state_input=model == "pi05")
     norm = load_norm_stats(stats_file, use_quantiles=model == "pi05")["state"]
     states = raw_states(len(INSTRUCTIONS))
-    frame = Pipeline([normalize(norm), prompt_with_state() if model == "pi05" else prompt(),
-                      tokenize(PromptTokenizer(spm_model, max_len), pi0_format=model == "pi0")])(
+    frame = Pipeline([normalize(norm), prompt_with_state() if discrete_state_input else prompt(),
+                      tokenize(PromptTokenizer(spm_model, max_len), pi0_format=not discrete_state_input)])(
         Frame({}, INSTRUCTIONS, state=states))
     assert ((frame.state < -1) | (frame.state > 1)).any()  # out-of-range states: bins -1 and 255
+    theirs = openpi_tokens(stats_file, max_len, model == "pi05", discrete_state_input, states)
     for row, instruction in enumerate(INSTRUCTIONS):
-        theirs = tokenize_prompt({"prompt": instruction, "state": frame.state[row]})
-        np.testing.assert_array_equal(frame.tokens[row], theirs["tokenized_prompt"], err_msg=instruction)
-        np.testing.assert_array_equal(frame.token_masks[row], theirs["tokenized_prompt_mask"], err_msg=instruction)
+        np.testing.assert_array_equal(frame.tokens[row], theirs[row]["tokenized_prompt"], err_msg=instruction)
+        np.testing.assert_array_equal(frame.token_masks[row], theirs[row]["tokenized_prompt_mask"], err_msg=instruction)
     assert frame.token_masks[-1].all()  # the long instruction was truncated to max_len, as openpi does
+
+
+def test_state_bins_follow_openpis_float64_near_bin_edges(stats_file, spm_model, openpi_data_home, monkeypatch):
+    """States whose normalized value lies within float32 rounding of a bin edge: bench discretizes openpi's float64
+    value, so the bins (and tokens) are openpi's; a float32 cast first would move some of them to the next bin."""
+    monkeypatch.setenv("OPENPI_DATA_HOME", str(openpi_data_home))
+    norm = load_norm_stats(stats_file, use_quantiles=True)["state"]
+    edges = np.linspace(-1, 1, 257)[1:-1]
+    rng = np.random.default_rng(4)
+    # raw float32 states that normalize to just around bin edges (q01 + (edge + 1) / 2 * width, nudged by an ulp)
+    targets = rng.choice(edges, size=(len(INSTRUCTIONS), 8))
+    raw = norm.q01 + (targets + 1) / 2 * (norm.q99 - norm.q01 + 1e-6)
+    direction = np.where(np.arange(len(raw))[:, None] % 2, np.inf, -np.inf).astype(np.float32)
+    states = np.nextafter(raw.astype(np.float32), direction)
+    frame = Pipeline([normalize(norm)])(Frame({}, INSTRUCTIONS, state=states))
+    casted = frame.state.astype(np.float32).astype(np.float64)
+    assert (np.digitize(casted, edges) != np.digitize(frame.state, edges)).any()  # the float32 cast would differ
+    frame = Pipeline([prompt_with_state(), tokenize(PromptTokenizer(spm_model, 200), pi0_format=False)])(frame)
+    theirs = openpi_tokens(stats_file, 200, True, True, states)
+    for row, instruction in enumerate(INSTRUCTIONS):
+        np.testing.assert_array_equal(frame.tokens[row], theirs[row]["tokenized_prompt"], err_msg=instruction)
 
 
 SIZES = [(224, 224), (256, 256), (128, 128), (64, 64), (225, 224), (480, 640), (720, 1280), (100, 200), (300, 200),
