@@ -132,3 +132,37 @@ def test_an_episode_acts_the_same_whatever_shares_its_batch(spm_model, norm_stat
     alone = policy.act({k: v[1:2] for k, v in obs.items()}, np.array([0]))
     np.testing.assert_allclose(alone[0], together[1], rtol=1e-4, atol=1e-4)
     assert not np.allclose(together[0], together[1])
+
+
+def test_discrete_state_input_is_a_pi05_setting(spm_model, norm_stats):
+    from bench.errors import BenchError
+    from bench.policies.pi import PiPolicy
+
+    common = dict(backend="lerobot", tokenizer=str(spm_model), norm_stats=str(norm_stats), tiny=True)
+    with pytest.raises(BenchError, match="discrete_state_input is a Pi0.5 setting"):
+        PiPolicy.preflight(model="pi0", discrete_state_input=False, **common)
+    PiPolicy.preflight(model="pi05", discrete_state_input=False, **common)
+
+
+@pytest.mark.parametrize("discrete_state_input", [None, True, False])
+def test_pi05_without_the_state_in_its_prompt(spm_model, norm_stats, discrete_state_input):
+    """openpi's pi05_libero (discrete_state_input=False): the prompt in Pi0's format, the same whatever the state;
+    the default (None) and True write the state into it."""
+    require("lerobot.policies.pi05.modeling_pi05", LEROBOT)
+    from bench.policies import pi_transforms as transforms
+    from bench.policies.pi import PiPolicy
+
+    policy = PiPolicy(1, model="pi05", backend="lerobot", tokenizer=str(spm_model), norm_stats=str(norm_stats),
+                      tiny=True, dtype="float32", device="cpu", discrete_state_input=discrete_state_input)
+    described = policy.describe()
+    in_prompt = discrete_state_input is not False
+    assert described["discrete_state_input"] is in_prompt
+    assert described["transforms"][4:6] == (["prompt_with_state(256 bins)", "tokenize(200)"] if in_prompt else
+                                            ["prompt", "tokenize(200, pi0_format)"])
+    rng = np.random.default_rng(0)
+    obs = {"sensor_data/base_camera/rgb": rng.integers(0, 256, (1, 224, 224, 3), dtype=np.uint8),
+           "sensor_data/hand_camera/rgb": rng.integers(0, 256, (1, 224, 224, 3), dtype=np.uint8),
+           "agent/qpos": rng.standard_normal((1, 9)).astype(np.float32)}
+    tokens = [policy._inputs(transforms.Frame({**obs, "agent/qpos": obs["agent/qpos"] + shift}, ["pick cube"])).tokens
+              for shift in (0.0, 0.5)]
+    assert (tokens[0] != tokens[1]).any() == in_prompt

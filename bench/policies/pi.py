@@ -86,7 +86,7 @@ class _Files:
 
 def _check_files(model: str, backend: str, checkpoint: str | None, tokenizer: str | None, norm_stats: str | None,
                  asset_id: str | None, state_layout: str, action_horizon: int | None, num_steps: int | None,
-                 tiny: bool, random_init: bool, **_) -> _Files:
+                 tiny: bool, random_init: bool, discrete_state_input: bool | None = None, **_) -> _Files:
     """Every check that builds nothing: names, files, the checkpoint's layout and norm stats. Run before any env
     worker starts (`PiPolicy.preflight`), and again when the policy is built."""
     if model not in MODELS or backend not in (*BACKENDS, "auto"):
@@ -94,6 +94,9 @@ def _check_files(model: str, backend: str, checkpoint: str | None, tokenizer: st
                          f"{(*BACKENDS, 'auto')}")
     if state_layout not in STATE_LAYOUTS:
         raise BenchError(f"unknown state_layout '{state_layout}': one of {', '.join(STATE_LAYOUTS)}")
+    if model == "pi0" and discrete_state_input is not None:
+        raise BenchError("discrete_state_input is a Pi0.5 setting (whether the state is written into the prompt); "
+                         "Pi0 takes the state as a continuous input: remove it from the preset")
     if tiny and random_init:
         raise BenchError("tiny and random_init exclude each other: a tiny model's weights are random already")
     if not (tiny or random_init or checkpoint):
@@ -126,9 +129,13 @@ class PiPolicy(Policy):
                  checkpoint: str | None = None, tokenizer: str | None = None, norm_stats: str | None = None,
                  asset_id: str | None = None, cameras: dict[str, str] | None = None, state_layout: str = "qpos8",
                  action_dim: int = 7, dtype: str = "bfloat16", action_horizon: int | None = None,
-                 num_steps: int | None = None, tiny: bool = False, random_init: bool = False, device: str = "auto"):
+                 num_steps: int | None = None, tiny: bool = False, random_init: bool = False, device: str = "auto",
+                 discrete_state_input: bool | None = None):
         files = _check_files(model, backend, checkpoint, tokenizer, norm_stats, asset_id, state_layout,
-                             action_horizon, num_steps, tiny, random_init)
+                             action_horizon, num_steps, tiny, random_init, discrete_state_input)
+        # Pi0.5 writes the state into its prompt unless trained without (openpi's pi05_libero:
+        # discrete_state_input=False, the prompt then in Pi0's format); Pi0 never does
+        state_in_prompt = model == "pi05" and discrete_state_input is not False
         backend, tiny, norm_stats = files.backend, files.tiny, str(files.norm_stats)
         self.name = model
         self._seed = seed
@@ -145,13 +152,14 @@ class PiPolicy(Policy):
         self._inputs = transforms.Pipeline([
             transforms.cameras(self._cameras), transforms.resize_with_pad(IMAGE_SIZE), transforms.state(state_layout),
             transforms.normalize(self._norm["state"]),
-            transforms.prompt_with_state() if model == "pi05" else transforms.prompt(),
-            transforms.tokenize(tokenizer_model, pi0_format=model == "pi0"), transforms.pad_state(MODEL_DIM)])
+            transforms.prompt_with_state() if state_in_prompt else transforms.prompt(),
+            transforms.tokenize(tokenizer_model, pi0_format=not state_in_prompt), transforms.pad_state(MODEL_DIM)])
         self._outputs = transforms.Pipeline([transforms.unnormalize(self._norm["actions"]),
                                              transforms.action_dims(action_dim)])
         self._settings = {"model": model, "backend": backend, "checkpoint": checkpoint, "tokenizer": tokenizer,
                           "norm_stats": norm_stats, "normalization": self._norm["state"].kind,
                           "normalization_convention": self._norm["state"].convention,
+                          "discrete_state_input": state_in_prompt if model == "pi05" else None,
                           "cameras": self._cameras, "state_layout": state_layout,
                           "action_dim": action_dim, "dtype": dtype, "tiny": tiny, "random_init": random_init,
                           "device": options.get("device", device), "transforms": self._inputs.names(),
