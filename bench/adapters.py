@@ -61,12 +61,43 @@ class ActionChunker:
 
 # --- ManiSkill observations -> policy inputs (Pi0/Pi0.5: bench.policies.pi_transforms; remote policies) ---
 
+def quat_wxyz_to_axis_angle(quat: np.ndarray) -> np.ndarray:
+    """[..., 4] quaternions, scalar first (ManiSkill / SAPIEN: w, x, y, z) -> [..., 3] rotation vectors (axis times
+    angle in radians), scipy's canonical form: angle in [0, pi]. LIBERO's state (openpi's examples/libero,
+    robosuite's `quat2axisangle`: xyz * 2 acos(w) / sqrt(1 - w^2), zeros when that is 0) agrees wherever w >= 0;
+    it does not flip a w < 0 quaternion, so there its vector is this one's other form (angle 2 pi - theta, axis
+    reversed)."""
+    from scipy.spatial.transform import Rotation
+
+    quat = np.asarray(quat, np.float64)
+    flat = Rotation.from_quat(quat.reshape(-1, 4), scalar_first=True).as_rotvec()
+    return flat.reshape(*quat.shape[:-1], 3)
+
+
+def _tcp_pos_quat_gripper(obs):
+    return np.concatenate([obs["extra/tcp_pose"], obs["agent/qpos"][:, 7:8]], axis=1)
+
+
+def _tcp_pos_axisangle_fingers(obs):
+    pose = obs["extra/tcp_pose"]
+    rotvec = quat_wxyz_to_axis_angle(pose[:, 3:7]).astype(pose.dtype)
+    return np.concatenate([pose[:, :3], rotvec, obs["agent/qpos"][:, 7:9]], axis=1)
+
+
+# name -> obs -> [B, width] state; every name says what is in it, rotations with their convention (layouts of the same
+# width cannot be told apart by the width check against the checkpoint's norm stats: the preset must say)
 STATE_LAYOUTS = {
     "qpos": lambda obs: obs["agent/qpos"],  # 7 arm joints + 2 finger joints
     "qpos8": lambda obs: obs["agent/qpos"][:, :8],  # 7 arm joints + one finger
-    "tcp_pose_gripper": lambda obs: np.concatenate([obs["extra/tcp_pose"], obs["agent/qpos"][:, 7:8]], axis=1),
+    # TCP position (3) + TCP quaternion w, x, y, z (4, ManiSkill's order) + one finger joint (qpos[7])
+    "tcp_pos_quat_gripper": _tcp_pos_quat_gripper,
+    # LIBERO's layout: TCP position (3) + axis-angle (3, `quat_wxyz_to_axis_angle`) + both finger joints (qpos[7:9])
+    "tcp_pos_axisangle_fingers": _tcp_pos_axisangle_fingers,
 }
-STATE_WIDTHS = {"qpos": 9, "qpos8": 8, "tcp_pose_gripper": 8}  # on the Panda arm, every task's robot
+STATE_LAYOUT_ALIASES = {"tcp_pose_gripper": "tcp_pos_quat_gripper"}  # old name -> what it is; both keep working
+STATE_LAYOUTS.update({old: STATE_LAYOUTS[new] for old, new in STATE_LAYOUT_ALIASES.items()})
+STATE_WIDTHS = {"qpos": 9, "qpos8": 8, "tcp_pos_quat_gripper": 8, "tcp_pos_axisangle_fingers": 8}  # the Panda arm
+STATE_WIDTHS.update({old: STATE_WIDTHS[new] for old, new in STATE_LAYOUT_ALIASES.items()})
 
 
 def resize_with_pad(images: np.ndarray, height: int, width: int) -> np.ndarray:

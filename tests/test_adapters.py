@@ -44,3 +44,46 @@ def test_action_chunker_drops_only_the_slots_with_invalid_chunks():
     np.testing.assert_array_equal(chunker.slots_needing_chunk(range(3)), [0, 2])
     bad = chunker.push(np.array([0, 2]), np.zeros((2, 4, 3)), policy="p")
     assert set(bad) == {0, 2} and "expected [2, horizon, 2]" in bad[0]
+
+
+def test_axis_angle_from_maniskill_quaternions_on_known_rotations():
+    """ManiSkill quaternions are w, x, y, z: against hand-worked rotations and scipy (scalar_first)."""
+    from scipy.spatial.transform import Rotation
+
+    from bench.adapters import quat_wxyz_to_axis_angle
+
+    s = np.sqrt(0.5)
+    known = {(1, 0, 0, 0): (0, 0, 0),  # identity
+             (s, s, 0, 0): (np.pi / 2, 0, 0),  # 90 degrees about x
+             (s, 0, 0, -s): (0, 0, -np.pi / 2),  # -90 degrees about z
+             (0, 1, 0, 0): (np.pi, 0, 0),  # 180 degrees about x: a Panda gripper pointing down
+             (-s, -s, 0, 0): (np.pi / 2, 0, 0)}  # the same rotation as (s, s, 0, 0): q and -q agree
+    for quat, rotvec in known.items():
+        np.testing.assert_allclose(quat_wxyz_to_axis_angle(np.array([quat])), [rotvec], atol=1e-12, err_msg=quat)
+    quats = Rotation.random(64, random_state=0).as_quat(scalar_first=True)
+    ours = quat_wxyz_to_axis_angle(quats)
+    np.testing.assert_allclose(ours, Rotation.from_quat(quats, scalar_first=True).as_rotvec(), atol=1e-12)
+    np.testing.assert_allclose(Rotation.from_rotvec(ours).as_matrix(),
+                               Rotation.from_quat(quats[:, [1, 2, 3, 0]]).as_matrix(), atol=1e-12)  # scipy's xyzw
+    assert (np.linalg.norm(ours, axis=-1) <= np.pi + 1e-12).all()
+    # LIBERO's conversion (robosuite's quat2axisangle on x, y, z, w), where w >= 0: the same vectors
+    w = quats[:, 0:1] * np.sign(quats[:, 0:1])
+    libero = quats[:, 1:] * np.sign(quats[:, 0:1]) * 2 * np.arccos(w) / np.sqrt(1 - w * w)
+    np.testing.assert_allclose(ours, libero, atol=1e-12)
+
+
+def test_state_layouts_name_their_rotation_convention():
+    from scipy.spatial.transform import Rotation
+
+    from bench.adapters import STATE_LAYOUTS, STATE_WIDTHS
+
+    quat = Rotation.from_euler("x", 180, degrees=True).as_quat(scalar_first=True)  # w, x, y, z
+    obs = {"extra/tcp_pose": np.array([[0.1, 0.2, 0.3, *quat]], np.float32),
+           "agent/qpos": np.arange(9, dtype=np.float32)[None] / 100}
+    layouts = {name: pick(obs) for name, pick in STATE_LAYOUTS.items()}
+    assert {name: state.shape[1] for name, state in layouts.items()} == STATE_WIDTHS
+    np.testing.assert_array_equal(layouts["tcp_pose_gripper"], layouts["tcp_pos_quat_gripper"])  # the old name
+    np.testing.assert_allclose(layouts["tcp_pos_quat_gripper"][0], [0.1, 0.2, 0.3, *quat, 0.07], rtol=1e-6)
+    np.testing.assert_allclose(layouts["tcp_pos_axisangle_fingers"][0], [0.1, 0.2, 0.3, np.pi, 0, 0, 0.07, 0.08],
+                               atol=1e-6)
+    assert layouts["tcp_pos_axisangle_fingers"].dtype == np.float32

@@ -151,6 +151,7 @@ def resize_with_pad(size: int) -> Step:
 def state(layout: str) -> Step:
     """The robot state vector of a layout (`adapters.STATE_LAYOUTS`), as float32."""
     pick = adapters.STATE_LAYOUTS[layout]
+    layout = adapters.STATE_LAYOUT_ALIASES.get(layout, layout)  # recorded under the name that says what it is
     return Step(f"state({layout})", lambda frame: replace(frame, state=pick(frame.obs).astype(np.float32)))
 
 
