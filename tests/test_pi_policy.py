@@ -105,7 +105,8 @@ def test_bench_run_with_a_lerobot_checkpoint(bench, tmp_path, spm_model, norm_st
         "prompt", "tokenize(48, pi0_format)"]
     assert described["transforms"] == [
         "cameras(base_camera->base_0_rgb, hand_camera->left_wrist_0_rgb, none->right_wrist_0_rgb)",
-        "resize_with_pad(224)", "state(qpos8)", f"normalize({described['normalization']}, lerobot)", *prompt, "pad_state(32)"]
+        "resize_with_pad(224)", "state(qpos8)", f"normalize({described['normalization']}, lerobot)", *prompt,
+        "pad_state(32)"]
     assert described["output_transforms"] == [f"unnormalize({described['normalization']}, lerobot)",
                                              "action_dims(7)"]
 

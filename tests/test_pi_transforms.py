@@ -95,7 +95,8 @@ def test_pipeline_builds_model_inputs(spm_model, model):
 def test_step_names_are_what_describe_records(spm_model):
     names = pipeline("pi05", spm_model, use_quantiles=True).names()
     assert names == ["cameras(base_camera->base_0_rgb, hand_camera->left_wrist_0_rgb, none->right_wrist_0_rgb)",
-                     "resize_with_pad(224)", "state(qpos8)", "normalize(quantiles, openpi)", "prompt_with_state(256 bins)",
+                     "resize_with_pad(224)", "state(qpos8)", "normalize(quantiles, openpi)",
+                     "prompt_with_state(256 bins)",
                      "tokenize(200)", "pad_state(32)"]
     outputs = Pipeline([unnormalize(Normalizer.from_stats(STATS, False)), action_dims(7)])
     assert outputs.names() == ["unnormalize(mean_std, openpi)", "action_dims(7)"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import adapters
-from bench.policies.pi_normalize import Normalizer  # noqa: F401  (re-exported: the `normalize` steps take one)
+from bench.policies.pi_normalize import Normalizer
 from bench.policies.pi_types import IMAGE_KEYS, STATE_BINS, PiInputs
 
 Obs = dict[str, np.ndarray]
