@@ -167,3 +167,22 @@ def test_pi05_without_the_state_in_its_prompt(spm_model, norm_stats, discrete_st
     tokens = [policy._inputs(transforms.Frame({**obs, "agent/qpos": obs["agent/qpos"] + shift}, ["pick cube"])).tokens
               for shift in (0.0, 0.5)]
     assert (tokens[0] != tokens[1]).any() == in_prompt
+
+
+def test_train_config_needs_the_openpi_environment(spm_model, norm_stats):
+    """Outside .venv-openpi, naming an openpi TrainConfig is one line saying where it works (tests/openpi has the
+    rest); with lerobot's backend it is refused as an openpi setting."""
+    from bench.errors import BenchError
+    from bench.policies.pi import PiPolicy
+    from bench.policies.pi_train_config import openpi_importable
+
+    common = dict(model="pi05", tokenizer=str(spm_model), norm_stats=str(norm_stats), tiny=True,
+                  train_config="pi05_libero")
+    with pytest.raises(BenchError, match="action_horizon / num_steps / train_config are openpi settings"):
+        PiPolicy.preflight(backend="lerobot", **common)
+    if openpi_importable():
+        pytest.skip("openpi is importable here: tests/openpi/test_train_config.py covers train_config")
+    with pytest.raises(BenchError, match=r"^train_config needs the openpi environment \(openpi.training.config is "
+                                         r"not importable here\): bash scripts/setup-openpi-env.sh") as e:
+        PiPolicy.preflight(backend="openpi", **common)
+    assert "\n" not in str(e.value)

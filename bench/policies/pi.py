@@ -21,6 +21,7 @@ from bench.errors import BenchError
 from bench.policies import EpisodeContext, Obs, Policy
 from bench.policies.pi_checkpoint import (detect_backend, find_norm_stats, is_tiny, lerobot_uses_quantiles,
                                           load_norm_stats)
+from bench.policies import pi_train_config
 from bench.policies import pi_transforms as transforms
 from bench.policies.pi_types import IMAGE_KEYS, IMAGE_SIZE, MODEL_DIM, MODELS, PiBackend
 from bench.tasks import TaskSpec
@@ -86,7 +87,8 @@ class _Files:
 
 def _check_files(model: str, backend: str, checkpoint: str | None, tokenizer: str | None, norm_stats: str | None,
                  asset_id: str | None, state_layout: str, action_horizon: int | None, num_steps: int | None,
-                 tiny: bool, random_init: bool, discrete_state_input: bool | None = None, **_) -> _Files:
+                 tiny: bool, random_init: bool, discrete_state_input: bool | None = None,
+                 train_config: str | None = None, **_) -> _Files:
     """Every check that builds nothing: names, files, the checkpoint's layout and norm stats. Run before any env
     worker starts (`PiPolicy.preflight`), and again when the policy is built."""
     if model not in MODELS or backend not in (*BACKENDS, "auto"):
@@ -109,9 +111,11 @@ def _check_files(model: str, backend: str, checkpoint: str | None, tokenizer: st
     if not norm_stats and ckpt is None:
         raise BenchError("no norm stats: pass --norm-stats path/to/norm_stats.json")
     backend = resolve_backend(backend, ckpt)
-    if backend == "lerobot" and (action_horizon or num_steps):
-        raise BenchError("action_horizon / num_steps are openpi settings: a lerobot checkpoint's config.json "
-                         "has them (chunk_size, num_inference_steps); remove them from the preset")
+    if backend == "lerobot" and (action_horizon or num_steps or train_config):
+        raise BenchError("action_horizon / num_steps / train_config are openpi settings: a lerobot checkpoint's "
+                         "config.json has them (chunk_size, num_inference_steps); remove them from the preset")
+    if train_config:  # only that openpi is importable: reading the TrainConfig takes seconds (PiPolicy does it)
+        pi_train_config.require_openpi()
     stats = Path(norm_stats) if norm_stats else find_norm_stats(ckpt, asset_id)
     use_quantiles = lerobot_uses_quantiles(ckpt) if backend == "lerobot" else None
     use_quantiles = model == "pi05" if use_quantiles is None else use_quantiles  # openpi: Pi0.5 <=> quantiles
@@ -130,9 +134,15 @@ class PiPolicy(Policy):
                  asset_id: str | None = None, cameras: dict[str, str] | None = None, state_layout: str = "qpos8",
                  action_dim: int = 7, dtype: str = "bfloat16", action_horizon: int | None = None,
                  num_steps: int | None = None, tiny: bool = False, random_init: bool = False, device: str = "auto",
-                 discrete_state_input: bool | None = None):
+                 discrete_state_input: bool | None = None, train_config: str | None = None):
         files = _check_files(model, backend, checkpoint, tokenizer, norm_stats, asset_id, state_layout,
-                             action_horizon, num_steps, tiny, random_init, discrete_state_input)
+                             action_horizon, num_steps, tiny, random_init, discrete_state_input, train_config)
+        max_token_len = None
+        if train_config:  # what the openpi checkpoint does not record: from the TrainConfig it was trained with
+            train = pi_train_config.load(train_config)
+            pi_train_config.check_preset(train, model, action_horizon, discrete_state_input)
+            action_horizon, max_token_len = train.action_horizon, train.max_token_len
+            discrete_state_input = train.discrete_state_input if model == "pi05" else None
         # Pi0.5 writes the state into its prompt unless trained without (openpi's pi05_libero:
         # discrete_state_input=False, the prompt then in Pi0's format); Pi0 never does
         state_in_prompt = model == "pi05" and discrete_state_input is not False
@@ -146,7 +156,8 @@ class PiPolicy(Policy):
         if backend == "lerobot":
             options["device"] = _torch_device(device)
         else:  # openpi checkpoints do not carry their model config: the preset says what training used
-            options.update({k: v for k, v in (("action_horizon", action_horizon), ("num_steps", num_steps)) if v})
+            options.update({k: v for k, v in (("action_horizon", action_horizon), ("num_steps", num_steps),
+                                              ("max_token_len", max_token_len)) if v})
         self._backend = build_backend(model, backend, files.checkpoint, tiny, dtype, seed, **options)
         tokenizer_model = transforms.PromptTokenizer(Path(tokenizer), self._backend.max_token_len)
         self._inputs = transforms.Pipeline([
@@ -156,7 +167,8 @@ class PiPolicy(Policy):
             transforms.tokenize(tokenizer_model, pi0_format=not state_in_prompt), transforms.pad_state(MODEL_DIM)])
         self._outputs = transforms.Pipeline([transforms.unnormalize(self._norm["actions"]),
                                              transforms.action_dims(action_dim)])
-        self._settings = {"model": model, "backend": backend, "checkpoint": checkpoint, "tokenizer": tokenizer,
+        self._settings = {"model": model, "backend": backend, "checkpoint": checkpoint, "train_config": train_config,
+                          "tokenizer": tokenizer,
                           "norm_stats": norm_stats, "normalization": self._norm["state"].kind,
                           "normalization_convention": self._norm["state"].convention,
                           "discrete_state_input": state_in_prompt if model == "pi05" else None,

@@ -58,15 +58,16 @@ def params_fingerprint(params_dir: Path) -> str:
 
 class OpenpiPiBackend:
     """Pi0 / Pi0.5 through openpi's JAX model: build the model config, restore <ckpt>/params, batched sample_actions
-    under jit. `action_horizon` and `num_steps` must match the checkpoint's training config (openpi's defaults: 50
-    and 10; e.g. pi05_libero was trained with horizon 10).
+    under jit. `action_horizon`, `max_token_len` and `num_steps` must match the checkpoint's training config
+    (openpi's defaults: 50, 48 / 200 and 10; e.g. pi05_libero was trained with horizon 10): the preset's
+    `train_config` supplies the first two (`pi_train_config`).
     """
 
     variants: dict = {}  # Pi0Config's Gemma variants: its defaults, the real model
     random_label: str | None = None  # None: weights come from a checkpoint; else random ones, fingerprinted so
 
     def __init__(self, model: str, checkpoint: Path | None = None, *, dtype: str = "bfloat16",
-                 seed: int = 0, action_horizon: int = 50, num_steps: int = 10):
+                 seed: int = 0, action_horizon: int = 50, num_steps: int = 10, max_token_len: int | None = None):
         if model not in MODELS:
             raise ValueError(f"unknown model '{model}': one of {MODELS}")
         if dtype not in DTYPES:
@@ -77,7 +78,7 @@ class OpenpiPiBackend:
 
         self.model, self.dtype, self.seed, self.num_steps = model, dtype, seed, num_steps
         self.config = pi0_config.Pi0Config(pi05=model == "pi05", dtype=dtype, action_horizon=action_horizon,
-                                           **self.variants)
+                                           max_token_len=max_token_len, **self.variants)  # None: its default
         self.action_horizon = self.config.action_horizon
         self.max_token_len = self.config.max_token_len
         check_model_dim(f"{model}: action_dim", self.config.action_dim)
