@@ -66,6 +66,7 @@ def own_configs(tmp_path, monkeypatch):
 
 def test_pi05_libero_sets_horizon_and_discrete_state_input(policy_params):
     """openpi's pi05_libero: Pi0Config(pi05=True, action_horizon=10, discrete_state_input=False)."""
+    pi.PiPolicy.preflight(model="pi05", train_config="pi05_libero", **policy_params)  # openpi is importable here
     policy = pi.PiPolicy(1, model="pi05", train_config="pi05_libero", **policy_params)
     described = policy.describe()
     assert described["train_config"] == "pi05_libero"
@@ -89,7 +90,7 @@ def test_own_train_config_by_module_attr(policy_params, own_configs):
                                             "action_horizon 10: remove action_horizon"),
     (dict(model="pi05", discrete_state_input=True), "preset discrete_state_input = true, but train_config "
                                                     "'pi05_libero' has discrete_state_input false"),
-])
+], ids=["model", "action_horizon", "discrete_state_input"])
 def test_a_contradicting_preset_is_refused(policy_params, preset, message):
     with pytest.raises(BenchError, match="^" + message.replace("(", r"\(")) as e:
         pi.PiPolicy(1, train_config="pi05_libero", **preset, **policy_params)
