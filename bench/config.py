@@ -64,6 +64,9 @@ class RunConfig:
     """Model checkpoint folder (overrides the preset)."""
     tokenizer: str | None = _in(POLICY)
     """PaliGemma SentencePiece model, paligemma_tokenizer.model (overrides the preset)."""
+    train_config: str | None = _in(POLICY)
+    """openpi TrainConfig the checkpoint was trained with: a registry name (pi05_libero) or module:attr (overrides
+    the preset)."""
     norm_stats: str | None = _in(POLICY)
     """State/action statistics the checkpoint was trained with (default: the checkpoint's own; openpi
     norm_stats.json or a lerobot normalizer .safetensors)."""

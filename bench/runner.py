@@ -78,7 +78,7 @@ def _prepare(config: RunConfig) -> _Plan:
     tasks = suite.resolve(config.tasks)
     preset = resolve_preset(config.policy, config.presets_dir).with_overrides(
         server=config.server, backend=config.backend, checkpoint=config.checkpoint, tokenizer=config.tokenizer,
-        norm_stats=config.norm_stats)
+        train_config=config.train_config, norm_stats=config.norm_stats)
     preflight_policy(preset)
     probe_writable(config.output)
     run_dir = config.output / (config.run_id or new_run_id(preset.name))

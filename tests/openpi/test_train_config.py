@@ -1,8 +1,7 @@
 """`train_config`: the openpi TrainConfig a checkpoint was trained with supplies what the checkpoint does not record.
 
-Runs in the openpi environment (.venv-openpi). No model is built: `pi.build_backend` is replaced by a stand-in that
-records what the policy asks of the backend, so these tests take seconds (importing openpi's config module is most
-of it); tests/openpi/test_pi_openpi.py covers the real backend.
+Runs in the openpi environment (.venv-openpi), on openpi's tiny model (random weights) where a policy is built;
+refusals come before any model is built.
 """
 
 from __future__ import annotations
@@ -23,22 +22,8 @@ from bench.policies import pi  # noqa: E402
 from bench.policies import pi_train_config  # noqa: E402
 
 
-class FakeBackend:
-    """What PiPolicy reads of a backend; `options` is what it was built with."""
-
-    def __init__(self, model, backend, checkpoint, tiny, dtype, seed, **options):
-        self.options = options
-        self.action_horizon = options.get("action_horizon", 50)
-        self.num_steps = options.get("num_steps", 10)
-        self.max_token_len = options.get("max_token_len", 48)
-
-    def fingerprint(self) -> str:
-        return "fake"
-
-
 @pytest.fixture
-def policy_params(spm_model, norm_stats, monkeypatch):
-    monkeypatch.setattr(pi, "build_backend", FakeBackend)
+def policy_params(spm_model, norm_stats):
     return dict(backend="openpi", tokenizer=str(spm_model), norm_stats=str(norm_stats), tiny=True)
 
 
@@ -73,7 +58,7 @@ def test_pi05_libero_sets_horizon_and_discrete_state_input(policy_params):
     assert described["action_horizon"] == 10
     assert described["discrete_state_input"] is False
     assert described["max_token_len"] == 200
-    assert policy._backend.options == {"action_horizon": 10, "max_token_len": 200}
+    assert (policy._backend.action_horizon, policy._backend.max_token_len) == (10, 200)  # openpi's own model config
     assert "prompt_with_state" not in described["transforms"]  # Pi0's prompt format, no state in it
 
 
