@@ -33,7 +33,7 @@ def test_expert_solves_the_cube_tasks_and_runs_all_six(bench, tmp_path):
     assert board.loc["PickCube-v1", "success_once"] == pytest.approx(rates["PickCube-v1"])
     assert "PickCube-v1" in text and "success_once" in text
     manifest = read_manifest(run)
-    assert manifest["policy"]["name"] == "expert" and manifest["environments"]["backend"] == "cpu"
+    assert manifest["policy"]["name"] == "expert" and set(manifest["environments"]["backends"].values()) == {"cpu"}
     assert [t["id"] for t in manifest["suite"]["tasks"]] == SIX
-    assert manifest["config"]["suite"] == "smoke" and manifest["config"]["tasks"] == "smoke"
+    assert manifest["config"]["tasks"] == "smoke" and manifest["config"]["episodes"] == 2  # the suite, resolved
     json.dumps(manifest)
