@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench.envs import default_num_envs
+from bench.envs.cpu_workers import DEFAULT_STEP_TIMEOUT_S
 from bench.errors import BenchError, unknown_name
 from bench.policies import DEFAULT_PRESETS_DIR
 from bench.tasks import DEFAULT_TASKS_DIR, TaskSuite
@@ -72,7 +73,7 @@ class RunConfig:
     norm_stats.json or a lerobot normalizer .safetensors)."""
     num_envs: int = _in(WHERE, factory=default_num_envs)
     """Episodes run in parallel (env slots)."""
-    worker_timeout: float = _in(WHERE, 120.0)
+    worker_timeout: float = _in(WHERE, DEFAULT_STEP_TIMEOUT_S)
     """Seconds a CPU env worker may take to answer a step or render before it counts as dead (killed; its episode
     retried once); building or resetting a scene may take max(300, this)."""
     ray: bool = _in(WHERE, False)
