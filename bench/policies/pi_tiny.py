@@ -8,11 +8,14 @@ fine for lerobot==0.6.1 only; re-check on upgrade) while the model is built or l
 - `modeling_pi0(5).PaliGemmaForConditionalGenerationWithPiGemma`: wrapped so that the PaliGemma config's
   `vision_config` is shrunk (hidden size, depth, heads, patch size, and `projection_dim` = tiny text width) right
   after `PaliGemmaWithExpertModel.__init__` filled in its full-size values, before the HF model is built.
+- `modeling_pi0(5).PiGemmaForCausalLM` (the action expert), only when the spec has a `vocab_size`: wrapped so that
+  its (unused) output head has that many rows instead of 257152.
 Constraints of lerobot 0.6.1 the tiny spec respects: 8 attention heads (`compute_layer_complete` reshapes with a
-literal `1 * 8 * head_dim`), the same head_dim / kv heads / depth for the VLM and the expert (joint attention), and the
-full 257152-token vocabulary (hard-coded; it dominates the tiny parameter count). A saved tiny model carries its
-architecture in `pi_checkpoint.TINY_MARKER`, so that loading it applies the same overrides (`bench run` sees the
-marker and loads it with this module's backend).
+literal `1 * 8 * head_dim`), the same head_dim / kv heads / depth for the VLM and the expert (joint attention).
+Without `vocab_size` the vocabulary is PaliGemma's 257152 tokens (hard-coded by lerobot; it dominates the tiny
+parameter count); with it, both vocabulary matrices shrink to a tokenizer of that size (a SentencePiece model of
+one's own, `train_tokenizer`). A saved tiny model carries its architecture in `pi_checkpoint.TINY_MARKER`, so that
+loading it applies the same overrides (`bench run` sees the marker and loads it with this module's backend).
 """
 
 from __future__ import annotations
@@ -48,8 +51,10 @@ def tiny_architecture(mod, arch: dict):
     """Temporarily shrink lerobot 0.6.1's Gemma variants and SigLIP in modeling module `mod` (see the module doc)."""
     gemma_specs = arch["gemma"]
     vision = arch["vision"]
+    vocab_size = arch.get("vocab_size")
     orig_get_config = mod.get_gemma_config
     orig_paligemma_cls = mod.PaliGemmaForConditionalGenerationWithPiGemma
+    orig_expert_cls = mod.PiGemmaForCausalLM
 
     def tiny_get_gemma_config(variant: str):
         if variant not in gemma_specs:
@@ -61,16 +66,25 @@ def tiny_architecture(mod, arch: dict):
             setattr(config.vision_config, key, value)
         config.vision_config.projection_dim = config.text_config.hidden_size
         config.text_config.num_image_tokens = (config.vision_config.image_size // vision["patch_size"]) ** 2
+        if vocab_size:
+            config.text_config.vocab_size = vocab_size
         return orig_paligemma_cls(config=config)
+
+    def small_vocab_expert(config):
+        config.vocab_size = vocab_size
+        return orig_expert_cls(config=config)
 
     with _PATCH_LOCK:
         mod.get_gemma_config = tiny_get_gemma_config
         mod.PaliGemmaForConditionalGenerationWithPiGemma = tiny_paligemma
+        if vocab_size:
+            mod.PiGemmaForCausalLM = small_vocab_expert
         try:
             yield
         finally:
             mod.get_gemma_config = orig_get_config
             mod.PaliGemmaForConditionalGenerationWithPiGemma = orig_paligemma_cls
+            mod.PiGemmaForCausalLM = orig_expert_cls
 
 
 class TinyLerobotPiBackend(LerobotPiBackend):
@@ -94,7 +108,8 @@ class TinyLerobotPiBackend(LerobotPiBackend):
         (Path(path) / TINY_MARKER).write_text(json.dumps(self.arch, indent=2))
 
 
-def train_tokenizer(folder: Path, name: str = "tiny", corpus: tuple[str, ...] = TOKENIZER_CORPUS) -> Path:
+def train_tokenizer(folder: Path, name: str = "tiny", corpus: tuple[str, ...] = TOKENIZER_CORPUS,
+                    vocab_size: int = 300) -> Path:
     """A SentencePiece model trained in milliseconds, laid out like PaliGemma's (pad 0, eos 1, bos 2, unk 3, byte
     fallback, whitespace and "\\n" kept): `folder`/`name`.model."""
     import sentencepiece
@@ -103,9 +118,9 @@ def train_tokenizer(folder: Path, name: str = "tiny", corpus: tuple[str, ...] = 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "corpus.txt").write_text("\n".join(list(corpus) * 20))
     sentencepiece.SentencePieceTrainer.train(
-        input=str(folder / "corpus.txt"), model_prefix=str(folder / name), vocab_size=300,
+        input=str(folder / "corpus.txt"), model_prefix=str(folder / name), vocab_size=vocab_size,
         byte_fallback=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3, model_type="bpe", minloglevel=2,
-        normalization_rule_name="identity", remove_extra_whitespaces=False)
+        normalization_rule_name="identity", remove_extra_whitespaces=False, hard_vocab_limit=False)
     return folder / f"{name}.model"
 
 

@@ -1,0 +1,296 @@
+"""Train a small Pi0 / Pi0.5 (lerobot 0.6.1's model classes, a reduced architecture) from scratch on a dataset that
+`bench record` wrote, so that bench can be shown scoring a trained Pi policy (docs/trained-policies.md).
+
+Three steps, so that the GPU machine (which has torch but no ManiSkill) only trains:
+
+    python scripts/train_small_pi.py tokenizer --dataset data/ms --out ckpt/tokenizer     # SentencePiece of our own
+    python scripts/train_small_pi.py pack --dataset data/ms --out pack/ms                   # frames -> compact pack
+    python scripts/train_small_pi.py train --pack pack/ms --tokenizer ckpt/tokenizer/small.model --model pi05 --out ckpt/pi05
+
+The model inputs are built by bench's own transforms (`bench.policies.pi_transforms`: normalize, Pi0.5's prompt with
+the state in 256 bins, tokenize, pad) in lerobot's normalization arithmetic, the arithmetic bench applies when it
+evaluates a lerobot checkpoint: what the model is trained on is what `bench run` feeds it. The images and states
+are the dataset's, which `bench record` built with the same pipeline steps as `bench run`.
+
+The checkpoint is a lerobot folder (config.json, model.safetensors in bfloat16) plus the normalizer statistics it
+was trained with (lerobot's `policy_preprocessor_step_0_normalizer_processor.safetensors` keys) and the reduced
+architecture (`bench_tiny_arch.json`), so `bench run --policy pi05 --checkpoint CKPT --tokenizer TOK` loads it as is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.policies import pi_transforms as transforms
+from bench.policies.pi_checkpoint import TINY_MARKER
+from bench.policies.pi_normalize import Normalizer
+from bench.policies.pi_tiny import train_tokenizer
+from bench.policies.pi_types import IMAGE_KEYS, MODEL_DIM, STATE_BINS
+
+# ~4.3M parameters outside the 1024-row vocabulary matrices (Pi0.5; ~4.6M in all); bfloat16 on disk: ~9.3 MB
+SMALL_ARCH = {
+    "gemma": {
+        "gemma_2b": {"width": 128, "depth": 6, "mlp_dim": 512, "num_heads": 8, "num_kv_heads": 1, "head_dim": 16},
+        "gemma_300m": {"width": 96, "depth": 6, "mlp_dim": 384, "num_heads": 8, "num_kv_heads": 1, "head_dim": 16},
+    },
+    "vision": {"hidden_size": 160, "intermediate_size": 640, "num_hidden_layers": 4, "num_attention_heads": 4,
+               "patch_size": 28},
+    "vocab_size": 1024,
+}
+NORMALIZER_FILE = "policy_preprocessor_step_0_normalizer_processor.safetensors"
+VIDEO_CRF = 12  # near-lossless h264 (yuv444p): the pack is ~20x smaller than PNG frames, and the GPU machine decodes
+#                 it with OpenCV, which it has
+
+
+# --- tokenizer -------------------------------------------------------------------------------------------------------
+
+def tokenizer_command(dataset: Path, out: Path, vocab_size: int = SMALL_ARCH["vocab_size"], seed: int = 0) -> Path:
+    """A SentencePiece model laid out like PaliGemma's, trained on the dataset's prompts in both models' formats:
+    Pi0's instruction and Pi0.5's "Task: ..., State: <bins>;\\nAction: " with every bin value present."""
+    from bench.datasets.read import open_dataset
+
+    rng = np.random.default_rng(seed)
+    instructions = sorted({e["task"] for e in open_dataset(dataset).episodes})
+    width = 9
+    corpus = [transforms.clean_prompt(text) for text in instructions]
+    for text in instructions:
+        for _ in range(200):
+            state = rng.uniform(-1.05, 1.05, width)
+            corpus.append(transforms.pi05_prompt(text, state))
+    corpus.append(" ".join(str(b) for b in range(STATE_BINS)))
+    return train_tokenizer(out, "small", tuple(corpus), vocab_size)
+
+
+# --- pack ------------------------------------------------------------------------------------------------------------
+
+def _write_video(path: Path, frames: np.ndarray, fps: int) -> None:
+    import imageio_ffmpeg
+
+    height, width = frames.shape[1:3]
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{width}x{height}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "medium",
+           "-crf", str(VIDEO_CRF), "-pix_fmt", "yuv444p", str(path)]
+    subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), check=True)
+
+
+def _read_video(path: Path, count: int) -> np.ndarray:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    if len(frames) != count:
+        raise ValueError(f"{path}: decoded {len(frames)} frames, the pack says {count}")
+    return np.stack(frames)
+
+
+def pack_command(dataset: Path, out: Path, episodes: str | None = None) -> Path:
+    """Every frame of the dataset (or of `episodes`, "0-99") in a folder that carries to the GPU machine: one h264
+    video per camera, the states, actions and episode bounds, and the layout the dataset was recorded with."""
+    from bench.datasets.read import open_dataset
+
+    ds = open_dataset(dataset)
+    if ds.bench is None:
+        raise SystemExit(f"{dataset} was not recorded by bench record: no meta/bench.json")
+    chosen = [e for e in ds.episodes if episodes is None or _in_range(e["episode_index"], episodes)]
+    cameras = [k for k in IMAGE_KEYS if ds.keys.get(k)]
+    images = {k: [] for k in cameras}
+    state, actions, starts, prompts = [], [], [], []
+    for episode in chosen:
+        frames = ds.frames(episode["episode_index"])
+        starts.append(sum(len(s) for s in state))
+        for key in cameras:
+            images[key].append(frames[ds.keys[key]])
+        state.append(frames[ds.keys["state"]].astype(np.float32))
+        actions.append(frames[ds.keys["actions"]].astype(np.float32))
+        prompts.append(episode["task"])
+    out.mkdir(parents=True, exist_ok=True)
+    fps = int(ds.info["fps"])
+    for key in cameras:
+        _write_video(out / f"{key}.mp4", np.concatenate(images[key]), fps)
+    state, actions = np.concatenate(state), np.concatenate(actions)
+    np.savez_compressed(out / "arrays.npz", state=state, actions=actions, starts=np.array(starts))
+    meta = {"dataset": str(dataset), "frames": len(state), "fps": fps, "cameras": cameras, "prompts": prompts,
+            "episodes": [{k: e.get(k) for k in ("episode_index", "task_id", "seed", "length", "success")}
+                         for e in chosen],
+            "state_layout": ds.bench.get("state_layout"), "bench": ds.bench}
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+    return out
+
+
+def _in_range(index: int, spec: str) -> bool:
+    first, _, last = spec.partition("-")
+    return int(first) <= index <= int(last or first)
+
+
+@dataclass
+class Pack:
+    images: dict[str, np.ndarray]  # Pi key -> uint8 [N, H, W, 3]
+    state: np.ndarray  # float32 [N, D]
+    actions: np.ndarray  # float32 [N, A]
+    episode_end: np.ndarray  # [N]: index of the last frame of each frame's episode
+    prompts: list[str]  # [N]
+    meta: dict
+
+
+def load_pack(folder: Path) -> Pack:
+    meta = json.loads((folder / "meta.json").read_text())
+    arrays = np.load(folder / "arrays.npz")
+    n = meta["frames"]
+    starts = list(arrays["starts"]) + [n]
+    episode_end = np.concatenate([np.full(b - a, b - 1) for a, b in zip(starts[:-1], starts[1:])])
+    prompts = [p for p, a, b in zip(meta["prompts"], starts[:-1], starts[1:]) for _ in range(b - a)]
+    images = {key: _read_video(folder / f"{key}.mp4", n) for key in meta["cameras"]}
+    return Pack(images, arrays["state"], arrays["actions"], episode_end, prompts, meta)
+
+
+# --- train -----------------------------------------------------------------------------------------------------------
+
+def statistics(x: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-dimension statistics under the names lerobot's normalizer uses."""
+    x = x.astype(np.float64)
+    return {"mean": x.mean(0), "std": x.std(0), "min": x.min(0), "max": x.max(0),
+            "q01": np.quantile(x, 0.01, axis=0), "q99": np.quantile(x, 0.99, axis=0)}
+
+
+def model_inputs(pack: Pack, model: str, tokenizer: Path, max_len: int, norm: dict[str, Normalizer]):
+    """Tokens and (Pi0) normalized padded state for every frame, through bench's own transform steps."""
+    state_in_prompt = model == "pi05"
+    steps = transforms.Pipeline([
+        transforms.normalize(norm["state"]),
+        transforms.prompt_with_state() if state_in_prompt else transforms.prompt(),
+        transforms.tokenize(transforms.PromptTokenizer(tokenizer, max_len), pi0_format=not state_in_prompt),
+        transforms.pad_state(MODEL_DIM)])
+    frame = steps(transforms.Frame(obs={}, prompts=list(pack.prompts), state=pack.state))
+    longest = int(frame.token_masks.sum(1).max())
+    if longest >= max_len:
+        raise SystemExit(f"prompts take up to {longest} tokens, more than max_len {max_len}: raise --max-len")
+    return frame.tokens, frame.token_masks, frame.state, longest
+
+
+def train_command(pack: Path, tokenizer: Path, out: Path, model: str = "pi05", steps: int = 20000,
+                  batch_size: int = 64, lr: float = 3e-4, horizon: int = 10, max_len: int = 0, shift: int = 6,
+                  device: str = "auto", seed: int = 0, minutes: float = 0.0, log_every: int = 200) -> Path:
+    """Trains from random weights; stops after `steps` or `minutes` (if > 0), whichever comes first, and saves."""
+    import torch
+
+    from bench.policies.pi_lerobot import _modules
+    from bench.policies.pi_tiny import tiny_architecture
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    data = load_pack(pack)
+    quantiles = model == "pi05"  # lerobot's defaults: Pi0.5 QUANTILES, Pi0 MEAN_STD
+    stats = {"state": statistics(data.state), "actions": statistics(data.actions)}
+    norm = {k: Normalizer.from_stats(v, quantiles, "lerobot") for k, v in stats.items()}
+    max_len = max_len or (48 if model == "pi05" else 24)
+    tokens, token_masks, state, longest = model_inputs(data, model, tokenizer, max_len, norm)
+    actions = transforms.pad_to(norm["actions"].normalize(data.actions.astype(np.float32)), MODEL_DIM)
+    action_dim = data.actions.shape[1]
+
+    policy_cls, config_cls, mod = _modules(model)
+    config = config_cls(device=device, dtype="float32", chunk_size=horizon, n_action_steps=horizon,
+                        tokenizer_max_length=max_len)
+    with tiny_architecture(mod, SMALL_ARCH), torch.device(device):
+        policy = policy_cls(config)
+    policy.to(device).train()
+    net = policy.model
+    params = sum(p.numel() for p in net.parameters())
+    print(f"{model}: {params / 1e6:.2f}M parameters, {len(data.state)} frames, prompts up to {longest} tokens, "
+          f"device {device}", flush=True)
+
+    gpu = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+    images = {k: gpu(v) for k, v in data.images.items()}
+    tokens_t, masks_t, state_t, actions_t = gpu(tokens), gpu(token_masks), gpu(state.astype(np.float32)), gpu(actions)
+    episode_end = gpu(data.episode_end)
+    offsets = torch.arange(horizon, device=device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4, betas=(0.9, 0.95))
+    warmup = min(500, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (
+        1 + math.cos(math.pi * min(1.0, s / steps))))
+    n, started, curve = len(data.state), time.perf_counter(), []
+    autocast = torch.autocast("cuda", torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
+    for step in range(steps):
+        idx = torch.from_numpy(rng.integers(0, n, batch_size)).to(device)
+        views, view_masks = [], []
+        for key in IMAGE_KEYS:
+            if key in images:
+                view = _random_shift(images[key][idx], shift, rng)
+                views.append(view.permute(0, 3, 1, 2).float() / 255.0 * 2.0 - 1.0)
+                view_masks.append(torch.ones(batch_size, dtype=torch.bool, device=device))
+            else:  # absent camera: what bench feeds (a black image, masked out)
+                views.append(torch.full((batch_size, 3, 224, 224), -1.0, device=device))
+                view_masks.append(torch.zeros(batch_size, dtype=torch.bool, device=device))
+        chunk = torch.minimum(idx[:, None] + offsets, episode_end[idx][:, None])  # past the end: the last action
+        target = actions_t[chunk]
+        noise = torch.randn_like(target)
+        t = net.sample_time(batch_size, device)
+        with autocast:
+            if model == "pi05":
+                losses = net.forward(views, view_masks, tokens_t[idx], masks_t[idx], target, noise, t)
+            else:
+                losses = net.forward(views, view_masks, tokens_t[idx], masks_t[idx], state_t[idx], target, noise, t)
+        loss = losses[:, :, :action_dim].float().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        elapsed = time.perf_counter() - started
+        if step % log_every == 0 or step == steps - 1:
+            curve.append({"step": step, "loss": loss.item(), "seconds": round(elapsed, 1)})
+            print(f"step {step} loss {loss.item():.4f} {elapsed:.0f}s", flush=True)
+        if minutes and elapsed > minutes * 60:
+            curve.append({"step": step, "loss": loss.item(), "seconds": round(elapsed, 1)})
+            print(f"time limit reached at step {step}", flush=True)
+            break
+    save(policy, out, model, stats, data, curve, dict(steps=step + 1, batch_size=batch_size, lr=lr, horizon=horizon,
+                                                       max_len=max_len, shift=shift, seed=seed, params=params))
+    return out
+
+
+def _random_shift(images, pad: int, rng):
+    """DrQ-style augmentation: each image shifted by up to `pad` pixels (edge pixels repeated)."""
+    import torch
+
+    if pad == 0:
+        return images
+    b, h, w, _ = images.shape
+    padded = torch.nn.functional.pad(images.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
+    dy, dx = rng.integers(0, 2 * pad + 1, 2)
+    return padded[:, :, dy:dy + h, dx:dx + w].permute(0, 2, 3, 1).to(images.dtype)
+
+
+def save(policy, out: Path, model: str, stats: dict, data: Pack, curve: list, settings: dict) -> None:
+    import torch
+    from safetensors.numpy import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    policy.to(torch.bfloat16)  # ~9 MB on disk; bench loads it into the preset's dtype
+    policy.save_pretrained(out)
+    (out / TINY_MARKER).write_text(json.dumps(SMALL_ARCH, indent=2))
+    flat = {f"{feature}.{name}": value.astype(np.float32) for key, feature in
+            (("state", "observation.state"), ("actions", "action")) for name, value in stats[key].items()}
+    save_file(flat, str(out / NORMALIZER_FILE))
+    (out / "training.json").write_text(json.dumps({"model": model, "settings": settings, "curve": curve,
+                                                   "pack": data.meta["dataset"], "episodes": data.meta["episodes"],
+                                                   "recorded_with": data.meta["bench"]}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    import tyro
+
+    tyro.extras.subcommand_cli_from_dict({"tokenizer": tokenizer_command, "pack": pack_command,
+                                          "train": train_command})
