@@ -39,6 +39,11 @@ uv pip install -q --python "$VENV/bin/python" \
   augmax==0.4.1 einops==0.8.2 numpydantic==1.8.1 pydantic==2.14.3 sentencepiece==0.2.3 safetensors==0.8.0 \
   ml-collections==1.1.0 tyro==1.0.17 etils==1.15.0 filelock fsspec tqdm-loggable==0.4.1 dm-tree==0.1.10 pytest \
   openpi-client==0.1.2
+# openpi's training data loader reads LeRobot v2.1 through `lerobot.datasets` (lerobot 0.3.3, the last v2.1 release
+# on PyPI; openpi imports either layout): --no-deps (its pins drag in torch<2.8), its dataset dependencies listed here.
+# Its video decoding needs torchvision.io.VideoReader (gone from torchvision 0.26) or torchcodec: PNG datasets only.
+uv pip install -q --python "$VENV/bin/python" --no-deps lerobot==0.3.3
+uv pip install -q --python "$VENV/bin/python" "datasets==3.6.0" "av>=14.2,<16" "jsonlines>=4" torchvision==0.26.0 "numpy<2" "pyarrow<22"
 uv pip install -q --python "$VENV/bin/python" -e ".[test]" "numpy<2" "pyarrow<22"
-"$VENV/bin/python" -c "import openpi.models.pi0, openpi.models.pi0_config, openpi.transforms, jax, numpy, bench.cli; assert numpy.__version__ < '2'"
+"$VENV/bin/python" -c "import openpi.models.pi0, openpi.models.pi0_config, openpi.transforms, jax, numpy, bench.cli, lerobot.datasets.lerobot_dataset; assert numpy.__version__ < '2'"
 echo "$WANT" > "$STAMP"
