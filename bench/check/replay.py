@@ -122,9 +122,13 @@ def observations(frames: list[ReplayFrame]) -> dict[str, np.ndarray]:
     return obs
 
 
-def state_readable(layout: str, frames: list[ReplayFrame]) -> bool:
-    """Whether the preset's layout finds every value it reads in the reconstructed raw state."""
-    return bool(np.isfinite(STATE_LAYOUTS[layout](observations(frames[:1]))).all())
+def readable(layout: str, raw: dict[str, np.ndarray]) -> bool:
+    """Whether `layout` finds every value it reads in a reconstructed raw state (NaN marks what is unknown; the
+    axis-angle layout's rotation conversion refuses NaN quaternions)."""
+    try:
+        return bool(np.isfinite(STATE_LAYOUTS[layout](raw)).all())
+    except ValueError:
+        return False
 
 
 def run_policy(preset: PolicyPreset, frames: list[ReplayFrame], bounds: dict[str, tuple], seed: int) -> np.ndarray:

@@ -172,7 +172,7 @@ def _replay(preset: PolicyPreset, ds, data: Episodes, picks, envs: dict[str, Tas
             data.tasks[position], int(data.meta[position]["episode_index"]), int(seed_of),
             {cameras[key]: image for key, image in data.images[position][t].items()}, raw,
             data.actions[position][t:]))
-    if not replay_check.state_readable(layout, frames):
+    if not replay_check.readable(layout, replay_check.observations(frames[:1])):
         return [fail("open-loop replay", f"the preset's state layout {layout} reads simulator values the dataset's "
                      f"{dataset_layout} state does not hold", f"set state_layout = \"{dataset_layout}\"")]
     bounds = {task.id: (env.low, env.high) for task, env in ((t, envs[t.id]) for t in data.tasks)}
