@@ -85,3 +85,76 @@ def test_norm_stats_tolerance_is_in_dataset_stds():
     wide = Normalizer.from_stats({k: np.pad(v, (0, 29)).tolist() for k, v in data.items()}, use_quantiles=True)
     assert normstats.compare("actions", wide, values, exact_width=False).verdict == findings.OK  # padded to 32
     assert normstats.compare("state", wide, values, exact_width=True).verdict == findings.FAIL
+
+
+# --- without a dataset: preset vs checkpoint vs task ---------------------------------------------------------------
+
+def preset_copy(folder: Path, name: str, replacements: dict[str, str]) -> Path:
+    text = (PRESETS / f"{name}.toml").read_text()
+    for old, new in replacements.items():
+        assert old in text
+        text = text.replace(old, new)
+    path = folder / f"{name}-copy.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pi05_checkpoint(tmp_path_factory) -> Path:
+    """A tiny random lerobot Pi0.5 saved as an HF-format checkpoint."""
+    require("lerobot.policies.pi05.modeling_pi05", LEROBOT)
+    from bench.policies.pi_tiny import TinyLerobotPiBackend
+
+    checkpoint = tmp_path_factory.mktemp("ckpt") / "pi05"
+    TinyLerobotPiBackend("pi05", seed=1).save(checkpoint)
+    return checkpoint
+
+
+def test_without_a_dataset_a_pi0_preset_on_a_pi05_checkpoint_fails(bench, tmp_path, pi05_checkpoint, spm_model,
+                                                                      norm_stats, short_tasks):
+    layout = preset_copy(tmp_path, "pi0", {'state_layout = "qpos8"': 'state_layout = "qpos"'})
+    out = tmp_path / "check.json"
+    code, text = bench("check", "--policy", str(layout), "--checkpoint", str(pi05_checkpoint), "--tokenizer",
+                       str(spm_model), "--norm-stats", str(norm_stats), "--backend", "lerobot", "--tasks",
+                       "PushCube-v1", "--tasks-dir", str(short_tasks), "--json", str(out))
+    assert code == 1, text
+    report = {f["check"]: f for f in json.loads(out.read_text())["findings"]}
+    assert report["model"]["verdict"] == "FAIL" and "checkpoint holds a pi05 model" in report["model"]["detail"]
+    assert report["norm stats widths"]["verdict"] == "FAIL"  # qpos is 9 wide, the stats 8
+    assert "fix state_layout" in report["norm stats widths"]["fix"]
+    assert report["cameras [PushCube-v1]"]["verdict"] == report["action dims [PushCube-v1]"]["verdict"] == "ok"
+    assert {report[name]["verdict"] for name in ("sim vs dataset", "open-loop replay")} == {"skipped"}
+    assert "FAIL" in text and "no --dataset" in text
+
+
+def test_bad_input_is_one_line_before_anything_is_built(bench, tmp_path, spm_model, norm_stats):
+    args = ["check", "--policy", "pi05", "--tokenizer", str(spm_model), "--norm-stats", str(norm_stats)]
+    code, text = bench(*args, "--checkpoint", str(tmp_path / "missing"))
+    assert code == 2 and "checkpoint folder not found" in text
+    code, text = bench("check", "--policy", "expert")
+    assert code == 2 and "bench check knows the pi and remote plugins" in " ".join(text.split())
+    code, text = bench("check", "--policy", "remote-libero", "--dataset", str(tmp_path))
+    assert code == 2 and "drop --dataset for a remote preset" in " ".join(text.split())
+    code, text = bench(*args, "--checkpoint", str(tmp_path), "--backend", "lerobot", "--dataset", str(tmp_path / "no"))
+    assert code == 2 and "dataset folder not found" in text
+
+
+def test_a_remote_servers_actions_are_held_against_the_controller(bench, tmp_path, short_tasks):
+    from test_remote import openpi_like_server
+
+    seen = []
+
+    def server(actions: np.ndarray):
+        def policy(obs: dict) -> dict:
+            seen.append(np.asarray(obs["observation/image"]).shape)
+            return {"actions": actions}
+        return policy
+
+    args = ["check", "--policy", "remote-libero", "--tasks", "PushCube-v1", "--tasks-dir", str(short_tasks)]
+    with openpi_like_server(server(np.full((10, 32), 2.0, np.float32))) as peer:  # LIBERO-scaled, padded to 32
+        code, text = bench(*args, "--server", peer.url)
+    assert code == 0 and "warn" in text and "the controller clips them" in " ".join(text.split()), text
+    with openpi_like_server(server(np.zeros((10, 6), np.float32))) as peer:  # another controller's dimension
+        code, text = bench(*args, "--server", peer.url)
+    assert code == 1 and "pd_ee_delta_pose takes 7 dims" in " ".join(text.split()), text
+    assert seen == [(224, 224, 3)] * 2  # one real observation per check

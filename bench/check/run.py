@@ -70,13 +70,13 @@ def _inputs(config: CheckConfig):
     suite = load_suite(config.tasks_dir)
     ds = None
     if config.dataset is not None:
-        from bench.datasets.read import open_dataset
-
-        if not config.dataset.is_dir():
-            raise BenchError(f"dataset folder not found: {config.dataset}")
-        ds = open_dataset(config.dataset)
         if preset.plugin != "pi":
             raise BenchError("--dataset checks a pi preset's checkpoint; drop --dataset for a remote preset")
+        if not config.dataset.is_dir():
+            raise BenchError(f"dataset folder not found: {config.dataset}")
+        from bench.datasets.read import open_dataset
+
+        ds = open_dataset(config.dataset)
     if ds is not None and config.tasks is None:
         ids = sorted({e.get("task_id") for e in ds.episodes} - {None})
         if not ids:
