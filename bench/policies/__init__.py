@@ -85,6 +85,9 @@ class PolicyPreset:
     description: str = ""
     params: dict = field(default_factory=dict)
     source: str = ""  # the preset file, or "entry point" for a bare plugin name
+    dataset: dict = field(default_factory=dict)
+    """[dataset.<keys>] tables: how this policy's inputs are stored in a training dataset (`bench record`,
+    bench.datasets.layout). Not part of the fingerprint: it changes no evaluation."""
 
     def with_overrides(self, **params) -> "PolicyPreset":
         """The preset with command-line values (those not None) replacing its [params]."""
@@ -108,11 +111,12 @@ def _load_preset(path: Path) -> PolicyPreset:
         raise BenchError(f"{path}: malformed TOML: {e}; fix the preset and run again") from e
     except OSError as e:
         raise BenchError(f"cannot read policy preset {path}: {e.strerror}") from e
-    unknown = set(raw) - {"plugin", "description", "params"}
+    unknown = set(raw) - {"plugin", "description", "params", "dataset"}
     if "plugin" not in raw or unknown:
-        raise BenchError(f"{path}: a preset needs `plugin = \"<name>\"` and may have `description` and [params]"
-                         + (f"; unknown keys {sorted(unknown)}" if unknown else ""))
-    return PolicyPreset(path.stem, raw["plugin"], raw.get("description", ""), raw.get("params", {}), str(path))
+        raise BenchError(f"{path}: a preset needs `plugin = \"<name>\"` and may have `description`, [params] and "
+                         "[dataset.<keys>]" + (f"; unknown keys {sorted(unknown)}" if unknown else ""))
+    return PolicyPreset(path.stem, raw["plugin"], raw.get("description", ""), raw.get("params", {}), str(path),
+                        raw.get("dataset", {}))
 
 
 def presets(directory: Path = DEFAULT_PRESETS_DIR) -> dict[str, PolicyPreset]:

@@ -23,10 +23,9 @@ from bench.policies.pi_checkpoint import (detect_backend, find_norm_stats, is_ti
                                           load_norm_stats)
 from bench.policies import pi_train_config
 from bench.policies import pi_transforms as transforms
-from bench.policies.pi_types import IMAGE_KEYS, IMAGE_SIZE, MODEL_DIM, MODELS, PiBackend
+from bench.policies.pi_types import DEFAULT_CAMERAS, MODEL_DIM, MODELS, PiBackend
 from bench.tasks import TaskSpec
 
-DEFAULT_CAMERAS = dict(zip(IMAGE_KEYS, ("base_camera", "hand_camera", None)))
 # backend name -> "module:class" that runs the network, imported only when chosen (a backend never imports this
 # module); tiny test models (`tiny = true`, or a checkpoint saved from one) have their own classes
 BACKENDS = {"lerobot": "bench.policies.pi_lerobot:LerobotPiBackend",
@@ -161,8 +160,7 @@ class PiPolicy(Policy):
         self._backend = build_backend(model, backend, files.checkpoint, tiny, dtype, seed, **options)
         tokenizer_model = transforms.PromptTokenizer(Path(tokenizer), self._backend.max_token_len)
         self._inputs = transforms.Pipeline([
-            transforms.cameras(self._cameras), transforms.resize_with_pad(IMAGE_SIZE), transforms.state(state_layout),
-            transforms.normalize(self._norm["state"]),
+            *transforms.observation_steps(self._cameras, state_layout), transforms.normalize(self._norm["state"]),
             transforms.prompt_with_state() if state_in_prompt else transforms.prompt(),
             transforms.tokenize(tokenizer_model, pi0_format=not state_in_prompt), transforms.pad_state(MODEL_DIM)])
         self._outputs = transforms.Pipeline([transforms.unnormalize(self._norm["actions"]),

@@ -22,7 +22,7 @@ import numpy as np
 
 from bench import adapters
 from bench.policies.pi_normalize import Normalizer
-from bench.policies.pi_types import IMAGE_KEYS, STATE_BINS, PiInputs
+from bench.policies.pi_types import IMAGE_KEYS, IMAGE_SIZE, STATE_BINS, PiInputs
 
 Obs = dict[str, np.ndarray]
 
@@ -153,6 +153,12 @@ def state(layout: str) -> Step:
     pick = adapters.STATE_LAYOUTS[layout]
     layout = adapters.STATE_LAYOUT_ALIASES.get(layout, layout)  # recorded under the name that says what it is
     return Step(f"state({layout})", lambda frame: replace(frame, state=pick(frame.obs).astype(np.float32)))
+
+
+def observation_steps(mapping: dict[str, str | None], layout: str) -> list[Step]:
+    """What a Pi policy sees of an observation before normalization: its cameras at IMAGE_SIZE and its state. One
+    list for `PiPolicy` and `bench record`, so a dataset holds exactly the images and state evaluation feeds."""
+    return [cameras(mapping), resize_with_pad(IMAGE_SIZE), state(layout)]
 
 
 def normalize(norm: Normalizer) -> Step:

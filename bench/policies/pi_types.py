@@ -15,6 +15,7 @@ import numpy as np
 MODELS = ("pi0", "pi05")
 MODEL_DIM = 32  # Pi models pad state and action vectors to 32 dims
 IMAGE_KEYS = ("base_0_rgb", "left_wrist_0_rgb", "right_wrist_0_rgb")  # openpi's camera keys, in openpi's order
+DEFAULT_CAMERAS = dict(zip(IMAGE_KEYS, ("base_camera", "hand_camera", None)))  # a preset's [params.cameras] default
 IMAGE_SIZE = 224  # images enter the model at 224 x 224
 MAX_TOKEN_LEN = {"pi0": 48, "pi05": 200}  # openpi's and lerobot's defaults (Pi0.5's prompt carries the state)
 STATE_BINS = 256  # Pi0.5 writes the normalized state into the prompt in 256 bins over [-1, 1]
