@@ -20,6 +20,7 @@ from bench.check.normstats import compare as compare_stats
 from bench.check.sim import TaskEnv, compare_first_frame, pipeline_view, remote_findings, this_renderer
 from bench.errors import BenchError
 from bench.policies import DEFAULT_PRESETS_DIR, PolicyPreset, build_policy, preflight_policy, resolve_preset
+from bench.policies.pi_types import DEFAULT_CAMERAS
 from bench.tasks import DEFAULT_TASKS_DIR, TaskSpec, load_suite
 
 PLUGINS = ("pi", "remote")
@@ -89,10 +90,26 @@ def _inputs(config: CheckConfig):
         tasks = suite.resolve(config.tasks or "all")
     if ds is not None and len(tasks) > 1 and any(e.get("task_id") is None for e in ds.episodes):
         raise BenchError(f"{config.dataset} does not record each episode's task: pass --tasks with the one task it holds")
-    return preset, tasks, ds
+    return preset, tasks, ds, (_dataset_keys(ds, preset) if ds is not None else None)
 
 
-def _episodes(ds, tasks: list[TaskSpec], layout: str, k: int) -> tuple[Episodes, list[tuple[int, int]]]:
+def _dataset_keys(ds, preset: PolicyPreset) -> dict[str, str]:
+    """Pi image key / "state" / "actions" -> dataset key: bench.json's, or for a foreign dataset the preset's
+    [dataset.<keys>] table whose keys the dataset has."""
+    if ds.keys:
+        return ds.keys
+    from bench.datasets.layout import resolve_layout
+
+    features = set(ds.info["features"])
+    for name in preset.dataset:
+        keys = resolve_layout(preset, name, None).key_map
+        if set(keys.values()) <= features:
+            return keys
+    raise BenchError(f"{ds.root} was not recorded by bench and none of {preset.source}'s [dataset.<keys>] tables "
+                     f"names its keys ({', '.join(sorted(features))}): add a table mapping them")
+
+
+def _episodes(ds, keys: dict, tasks: list[TaskSpec], k: int) -> tuple[Episodes, list[tuple[int, int]]]:
     """The dataset's episodes of `tasks`, read once; and the (episode, frame) pairs to replay."""
     by_id = {t.id: t for t in tasks}
     chosen = [e for e in ds.episodes if e.get("task_id", tasks[0].id) in by_id]
@@ -100,7 +117,6 @@ def _episodes(ds, tasks: list[TaskSpec], layout: str, k: int) -> tuple[Episodes,
     wanted: dict[int, set[int]] = {}
     for position, frame in picks:
         wanted.setdefault(position, set()).add(frame)
-    keys = ds.keys
     image_keys = {key: keys[key] for key in spec.IMAGE_KEYS if keys.get(key)}
     out = Episodes([], [], [], [], [], [], [])
     for position, episode in enumerate(chosen):
@@ -116,17 +132,18 @@ def _episodes(ds, tasks: list[TaskSpec], layout: str, k: int) -> tuple[Episodes,
     return out, picks
 
 
-def _spec_with_dataset(preset: PolicyPreset, files, ds, data: Episodes, envs: dict[str, TaskEnv]) -> list[Finding]:
+def _spec_with_dataset(preset: PolicyPreset, files, ds, keys: dict, data: Episodes,
+                       envs: dict[str, TaskEnv]) -> list[Finding]:
     params = preset.params
     layout, action_dim = params.get("state_layout", "qpos8"), params.get("action_dim", 7)
     recorded = ds.bench or {}
     features = ds.info["features"]
     states, actions = np.concatenate(data.states), np.concatenate(data.actions)
-    found = [spec.dataset_cameras(spec.preset_cameras(params), ds.keys, recorded.get("cameras")),
+    found = [spec.dataset_cameras(spec.preset_cameras(params), keys, recorded.get("layout", {}).get("cameras")),
              spec.state_spec(layout, states.shape[1], recorded.get("state_layout"))]
     for task in dict.fromkeys(data.tasks):
         env = envs[task.id]
-        found += [spec.image_sizes(ds.keys, features, task),
+        found += [spec.image_sizes(keys, features, task),
                   spec.action_spec(actions, action_dim, task, env.low, env.high, recorded.get("control_mode")),
                   spec.fps_spec(float(ds.info["fps"]), task),
                   spec.prompts([p for p, t in zip(data.prompts, data.tasks) if t == task], task)]
@@ -136,8 +153,6 @@ def _spec_with_dataset(preset: PolicyPreset, files, ds, data: Episodes, envs: di
 
 
 def _sim_vs_dataset(preset: PolicyPreset, ds, data: Episodes, envs: dict[str, TaskEnv]) -> list[Finding]:
-    from bench.policies.pi import DEFAULT_CAMERAS
-
     params = preset.params
     cameras = {**DEFAULT_CAMERAS, **{k: (v or None) for k, v in (params.get("cameras") or {}).items()}}
     here = this_renderer()
@@ -157,16 +172,10 @@ def _replay(preset: PolicyPreset, ds, data: Episodes, picks, envs: dict[str, Tas
     recorded = ds.bench or {}
     layout = preset.params.get("state_layout", "qpos8")
     dataset_layout = recorded.get("state_layout") or layout  # a foreign dataset: assumed to be the preset's
-    cameras = recorded.get("cameras") or spec.preset_cameras(preset.params)  # Pi key -> camera it came from
-    raw_keys = [k for k in replay_check.RAW_KEYS if ds.keys.get(k)]
+    cameras = recorded.get("layout", {}).get("cameras") or spec.preset_cameras(preset.params)  # Pi key -> camera
     frames = []
     for position, t in picks:
-        if raw_keys:
-            stored = ds.frames(int(data.meta[position]["episode_index"]))
-            raw = {k: np.asarray(stored[ds.keys[k]][t], np.float32) for k in raw_keys}
-        else:
-            raw = {k: v[0] for k, v in replay_check.raw_from_state(data.states[position][t:t + 1],
-                                                                   dataset_layout).items()}
+        raw = {k: v[0] for k, v in replay_check.raw_from_state(data.states[position][t:t + 1], dataset_layout).items()}
         seed_of = data.seeds[position] if data.seeds[position] is not None else position
         frames.append(replay_check.ReplayFrame(
             data.tasks[position], int(data.meta[position]["episode_index"]), int(seed_of),
@@ -186,7 +195,7 @@ def _replay(preset: PolicyPreset, ds, data: Episodes, picks, envs: dict[str, Tas
 
 def check(config: CheckConfig) -> tuple[list[Finding], dict]:
     """Every check that the inputs allow; returns the findings and what was checked (for --json)."""
-    preset, tasks, ds = _inputs(config)
+    preset, tasks, ds, keys = _inputs(config)
     context = {"policy": preset.name, "preset": preset.source, "params": preset.params,
                "dataset": str(config.dataset) if config.dataset else None,
                "dataset_version": ds.version if ds is not None else None, "tasks": [t.id for t in tasks]}
@@ -206,9 +215,9 @@ def check(config: CheckConfig) -> tuple[list[Finding], dict]:
         if ds is None:
             return found + [skipped(name, "no --dataset") for name in
                             ("dataset spec", "norm stats vs dataset", "sim vs dataset", "open-loop replay")], context
-        data, picks = _episodes(ds, tasks, layout, config.episodes_k)
+        data, picks = _episodes(ds, keys, tasks, config.episodes_k)
         context["renderer"] = this_renderer()
-        found += _spec_with_dataset(preset, files, ds, data, envs)
+        found += _spec_with_dataset(preset, files, ds, keys, data, envs)
         found += _sim_vs_dataset(preset, ds, data, envs)
         if model.verdict == FAIL:  # the weights would not load into the preset's model
             return found + [skipped("open-loop replay", "the preset's model is not the checkpoint's")], context

@@ -20,7 +20,6 @@ from bench.check.findings import FAIL, OK, WARN, Finding, fail, graded, ok, warn
 from bench.envs.maniskill import flatten_obs, make_maniskill_env
 from bench.policies import EpisodeContext
 from bench.policies import pi_transforms as transforms
-from bench.policies.pi_types import IMAGE_SIZE
 from bench.tasks import Episode, TaskSpec
 
 PSNR_SAME, PSNR_OTHER, PSNR_FAIL = 40.0, 30.0, 25.0  # dB
@@ -52,10 +51,10 @@ class TaskEnv:
 
 
 def this_renderer() -> str:
-    """The Vulkan device SAPIEN renders with here, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" (lavapipe)."""
-    import sapien
+    """The Vulkan devices SAPIEN renders with here, in the words `bench record` writes into bench.json."""
+    from bench.doctor import vulkan_check
 
-    return sapien.render.RenderSystem().device.name
+    return vulkan_check().detail
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -69,9 +68,7 @@ def image_verdict(value: float, same_renderer: bool) -> str:
 
 def pipeline_view(obs: dict[str, np.ndarray], cameras: dict[str, str | None], layout: str) -> transforms.Frame:
     """The preset's first input steps (cameras, resize_with_pad, state layout) on an env observation."""
-    steps = transforms.Pipeline([transforms.cameras(cameras), transforms.resize_with_pad(IMAGE_SIZE),
-                                 transforms.state(layout)])
-    return steps(transforms.Frame(obs, [""]))
+    return transforms.Pipeline(transforms.observation_steps(cameras, layout))(transforms.Frame(obs, [""]))
 
 
 def compare_first_frame(label: str, view: transforms.Frame, images: dict[str, np.ndarray], state: np.ndarray,

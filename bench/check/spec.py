@@ -11,7 +11,7 @@ from bench.adapters import STATE_LAYOUT_ALIASES, STATE_WIDTHS
 from bench.check.findings import Finding, fail, ok, warn
 from bench.policies.pi_checkpoint import checkpoint_model
 from bench.policies.pi_transforms import clean_prompt
-from bench.policies.pi_types import IMAGE_KEYS, IMAGE_SIZE
+from bench.policies.pi_types import DEFAULT_CAMERAS, IMAGE_KEYS, IMAGE_SIZE
 from bench.tasks import TaskSpec
 
 BOUND_SLACK = 1e-6  # float32 actions recorded at the controller's bound are not outside it
@@ -23,8 +23,6 @@ def layout_name(layout: str | None) -> str | None:
 
 def preset_cameras(params: dict) -> dict[str, str]:
     """Pi image key -> ManiSkill camera the preset reads (absent cameras left out), as PiPolicy resolves them."""
-    from bench.policies.pi import DEFAULT_CAMERAS
-
     merged = {**DEFAULT_CAMERAS, **{k: (v or None) for k, v in (params.get("cameras") or {}).items()}}
     return {key: camera for key, camera in merged.items() if camera}
 
