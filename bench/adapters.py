@@ -59,6 +59,18 @@ class ActionChunker:
                          for s in slots])
 
 
+def controller_action(actions: np.ndarray, low: np.ndarray, high: np.ndarray, control_mode: str) -> np.ndarray:
+    """What ManiSkill 3.0.1's controller takes from `actions` [n, dim] (normalized units): each dim clipped to the
+    action bounds, except pd_ee_delta_pose's rotation (dims 3:6), which PDEEPoseController scales down to norm 1 when
+    longer instead of clipping per dim. A dataset records this, not what the policy asked for."""
+    out = np.clip(np.asarray(actions, np.float32), low, high)
+    if control_mode == "pd_ee_delta_pose":
+        rotation = np.asarray(actions, np.float32)[:, 3:6]
+        norm = np.linalg.norm(rotation, axis=1, keepdims=True)
+        out[:, 3:6] = np.where(norm > 1, rotation / np.maximum(norm, 1e-12), rotation)
+    return out
+
+
 # --- ManiSkill observations -> policy inputs (Pi0/Pi0.5: bench.policies.pi_transforms; remote policies) ---
 
 def quat_wxyz_to_axis_angle(quat: np.ndarray) -> np.ndarray:

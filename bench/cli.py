@@ -1,4 +1,5 @@
-"""Command line: `bench run | compare | tasks | policies | leaderboard | report | doctor | check` (tyro subcommands)."""
+"""Command line: `bench run | record | compare | tasks | policies | leaderboard | report | doctor | check` (tyro
+subcommands)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from bench.policies import DEFAULT_PRESETS_DIR, plugins, presets, resolve_preset
 from bench.report import leaderboard_markdown, leaderboard_of, print_leaderboard, print_notices, print_table
 from bench.runs import read_runs
 from bench.config import RunConfig
+from bench.record import RecordConfig, record
 from bench.runner import run_repeats
 from bench.tasks import DEFAULT_TASKS_DIR, load_suite
 
@@ -47,6 +49,13 @@ def run_command(config: Annotated[RunConfig, tyro.conf.arg(name="")]) -> int:
         console.print(f"[red]regression[/] against {config.baseline}" if config.fail_on_regression else
                       "[yellow]regression[/] against the baseline (add --fail-on-regression to fail on it)")
     return 1 if comparison.regressed and config.fail_on_regression else 0
+
+
+def record_command(config: Annotated[RecordConfig, tyro.conf.arg(name="")]) -> int:
+    """Roll a policy (default: the scripted expert) out on pinned episodes of their own seed range and write a LeRobot
+    dataset (v3.0 or v2.1, lerobot or openpi keys) with openpi and lerobot norm stats, for fine-tuning."""
+    record(config, console)
+    return 0
 
 
 def _write(path: Path, text: str) -> None:
@@ -199,6 +208,7 @@ def check_command(policy: str, checkpoint: str | None = None, tokenizer: str | N
 
 COMMANDS = {
     "run": run_command,
+    "record": record_command,
     "compare": compare_command,
     "tasks": tasks_command,
     "policies": policies_command,

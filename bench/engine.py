@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -31,6 +32,17 @@ from bench.video import WaveVideos
 class WaveResult:
     records: list[dict]  # finished episodes, ok or error
     lost: list[Episode]  # episodes whose env worker died: to run again once
+
+
+class FrameSink(Protocol):
+    """Sees every frame of a wave as it is executed (`bench record`): the observation rows of the slots about to
+    step and the actions sent to them, in step order. Only finished `ok` records say which episodes to keep."""
+
+    def start(self, task: TaskSpec, wave: list[Episode], bounds: tuple[np.ndarray, np.ndarray]) -> None:
+        """A wave starts: slot i runs wave[i]; `bounds` are the controller's action bounds."""
+
+    def add(self, slots: np.ndarray, obs: Obs, actions: np.ndarray) -> None:
+        """`obs` rows (the observation each slot is in, copies) and `actions` [len(slots), dim] as sent to the env."""
 
 
 def _why(policy: Policy, error: Exception) -> str:
@@ -83,14 +95,14 @@ def lanes_for(envs: BatchedEnvs, policy: Policy, k: int) -> int:
 
 def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: TaskSpec, wave: list[Episode],
              bounds: tuple[np.ndarray, np.ndarray], retried: set[int], on_step=None,
-             videos: WaveVideos | None = None, lanes: int = 1) -> WaveResult:
+             videos: WaveVideos | None = None, lanes: int = 1, sink: FrameSink | None = None) -> WaveResult:
     """Runs up to N pinned episodes for the task's full step budget, in `lanes` groups of slots that each step in
     lockstep; one policy call at a time, on a helper thread, so that it overlaps the other lane's simulation.
 
     An episode's actions depend only on its own observations and noise, so how slots are grouped changes no
     result. An episode whose policy call fails ends as an `error` record (with the reason) while the others go
     on; one whose env worker dies is handed back in `lost` to be run again, unless it already was (`retried`),
-    then it is an `error` too.
+    then it is an `error` too. A `sink` sees each step's observations and actions as they are sent.
     """
     started = time.perf_counter()
     k = len(wave)
@@ -107,6 +119,8 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
     policy_time = sim_time = 0.0
     if videos:
         videos.capture(envs.render, obs, 0, success_once, first_success)
+    if sink:
+        sink.start(task, wave, bounds)
     groups = [_Lane(slots) for slots in np.array_split(np.arange(k), min(lanes, k))]
     query = None  # (lane, future, start) of the policy call under way
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="policy") as pool:
@@ -121,7 +135,10 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
                                                {key: value[need] for key, value in obs.items()}, need),
                              time.perf_counter())
                 elif not len(need):
-                    envs.step_async(chunker.pop(lane.slots), lane.slots)
+                    actions = chunker.pop(lane.slots)
+                    if sink:
+                        sink.add(lane.slots, {key: value[lane.slots] for key, value in obs.items()}, actions)
+                    envs.step_async(actions, lane.slots)
                     lane.simulating = True
             if query is not None and (query[1].done() or not any(lane.simulating for lane in groups)):
                 lane, future, t0 = query
@@ -167,14 +184,14 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
     return WaveResult(records, lost)
 
 
-
-
 def evaluate(config: RunConfig, preset: PolicyPreset, tasks: list[TaskSpec], pending: dict[str, list[Episode]],
-             num_envs: int, run_dir: Path, on_step: StepCounter | None = None) -> Iterator[Event]:
+             num_envs: int, run_dir: Path, on_step: StepCounter | None = None,
+             sink: FrameSink | None = None) -> Iterator[Event]:
     """Runs the pending episodes of `tasks` on N env slots with one policy, each task on the physics its plan
     gives it. Yields `Started` once the policy is built, has accepted every task and the first task's environments
     are up (the configuration works), a `Wave` of records per wave, and `Done`. Closing the iterator stops the
-    environments. `on_step(task_id, k)` is called after every lockstep step of k slots, for live progress.
+    environments. `on_step(task_id, k)` is called after every lockstep step of k slots, for live progress; a
+    `sink` sees every executed frame (`bench record`).
     """
     plan = plan_physics(tasks, config.sim_backend)
     running = [t for t in tasks if pending[t.id]] or tasks[:1]  # nothing pending (a finished run resumed): check
@@ -197,7 +214,7 @@ def evaluate(config: RunConfig, preset: PolicyPreset, tasks: list[TaskSpec], pen
                 wave, queue = queue[:num_envs], queue[num_envs:]
                 with WaveVideos(run_dir, task, wave, keep=config.video) as videos:
                     result = run_wave(task_envs, policy, chunker, task, wave, bounds, retried, count, videos,
-                                      lanes_for(task_envs, policy, len(wave)))
+                                      lanes_for(task_envs, policy, len(wave)), sink)
                 for episode in result.lost:  # its env worker died: once more, in a later wave
                     retried.add(episode.index)
                     queue.append(episode)

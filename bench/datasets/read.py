@@ -84,6 +84,22 @@ class Dataset:
             return self._frames_v21(episode_index)
         return self._frames_v30(episode_index)
 
+    def vectors(self, episode_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(state [T, D], actions [T, A]) of one episode under bench's keys, without decoding images."""
+        keys = self.keys or {}
+        if not keys.get("state") or not keys.get("actions"):
+            raise BenchError(f"{self.root}: no meta/bench.json naming the state and action keys")
+        if self.version == "v3.0":
+            frames = self.frames(episode_index)
+            return frames[keys["state"]], frames[keys["actions"]]
+        import pyarrow.parquet as pq
+
+        path = self.info["data_path"].format(episode_chunk=episode_index // self.info["chunks_size"],
+                                             episode_index=episode_index)
+        table = pq.read_table(self.root / path, columns=[keys["state"], keys["actions"]])
+        return tuple(np.stack(table.column(k).to_numpy(zero_copy_only=False)).astype(np.float32)
+                     for k in (keys["state"], keys["actions"]))
+
     def norm_stats(self) -> dict | None:
         """openpi's norm_stats.json ({"norm_stats": {"state": {mean, std, q01, q99}, "actions": ...}}), or None."""
         path = self.root / NORM_STATS
