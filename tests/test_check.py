@@ -72,19 +72,23 @@ def test_norm_stats_tolerance_is_in_dataset_stds():
     rng = np.random.default_rng(2)
     values = rng.normal([0.0, 1.0, 5.0], [1.0, 0.1, 0.0], size=(2000, 3))
     data = normstats.dataset_stats(values)
+    recomputed = {"per frame": data}
     same = Normalizer.from_stats({k: v.tolist() for k, v in data.items()}, use_quantiles=True)
-    assert normstats.compare("state", same, values, exact_width=True).verdict == findings.OK
+    assert normstats.compare("state", same, recomputed, exact_width=True).verdict == findings.OK
     shifted = {**data, "q99": data["q99"] + np.array([0.0, 0.03, 0.0])}  # 0.3 std of dim 1
-    found = normstats.compare("state", Normalizer.from_stats(shifted, use_quantiles=True), values, exact_width=True)
+    found = normstats.compare("state", Normalizer.from_stats(shifted, use_quantiles=True), recomputed, exact_width=True)
     assert found.verdict == findings.WARN and "worst dim 1 q99" in found.detail
     neutral = Normalizer.from_stats({"mean": [0] * 3, "std": [1] * 3, "q01": [-1] * 3, "q99": [1] * 3}, True)
-    found = normstats.compare("state", neutral, values, exact_width=True)
+    found = normstats.compare("state", neutral, recomputed, exact_width=True)
     assert found.verdict == findings.FAIL and found.fix
     mean_std = Normalizer.from_stats({**data, "q99": data["q99"] + 10}, use_quantiles=False)  # q99 is not used
-    assert normstats.compare("state", mean_std, values, exact_width=True).verdict == findings.OK
+    assert normstats.compare("state", mean_std, recomputed, exact_width=True).verdict == findings.OK
     wide = Normalizer.from_stats({k: np.pad(v, (0, 29)).tolist() for k, v in data.items()}, use_quantiles=True)
-    assert normstats.compare("actions", wide, values, exact_width=False).verdict == findings.OK  # padded to 32
-    assert normstats.compare("state", wide, values, exact_width=True).verdict == findings.FAIL
+    assert normstats.compare("actions", wide, recomputed, exact_width=False).verdict == findings.OK  # padded to 32
+    assert normstats.compare("state", wide, recomputed, exact_width=True).verdict == findings.FAIL
+    # the closer of two recomputations counts (openpi's chunked stats weigh episode ends differently)
+    found = normstats.compare("state", Normalizer.from_stats(shifted, True), {**recomputed, "openpi": shifted}, True)
+    assert found.verdict == findings.OK and found.data["recomputed"] == "openpi"
 
 
 # --- without a dataset: preset vs checkpoint vs task ---------------------------------------------------------------

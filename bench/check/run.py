@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.check import normstats, spec
 from bench.check import replay as replay_check
-from bench.check import spec
 from bench.check.findings import FAIL, Finding, fail, skipped
-from bench.check.normstats import compare as compare_stats
 from bench.check.sim import TaskEnv, compare_first_frame, pipeline_view, remote_findings, this_renderer
 from bench.errors import BenchError
 from bench.policies import DEFAULT_PRESETS_DIR, PolicyPreset, build_policy, preflight_policy, resolve_preset
@@ -147,15 +146,19 @@ def _spec_with_dataset(preset: PolicyPreset, files, ds, keys: dict, data: Episod
                   spec.action_spec(actions, action_dim, task, env.low, env.high, recorded.get("control_mode")),
                   spec.fps_spec(float(ds.info["fps"]), task),
                   spec.prompts([p for p, t in zip(data.prompts, data.tasks) if t == task], task)]
-    found.append(compare_stats("state", files.normalizers["state"], states, exact_width=True))
-    found.append(compare_stats("actions", files.normalizers["actions"], actions, exact_width=False))
+    horizon = (recorded.get("openpi_norm_stats") or {}).get("action_horizon") or params.get("action_horizon") or 50
+    recomputed = normstats.references(list(zip(data.states, data.actions)), int(horizon))
+    found.append(normstats.compare("state", files.normalizers["state"], recomputed["state"], exact_width=True))
+    found.append(normstats.compare("actions", files.normalizers["actions"], recomputed["actions"], exact_width=False))
     return found
 
 
-def _sim_vs_dataset(preset: PolicyPreset, ds, data: Episodes, envs: dict[str, TaskEnv]) -> list[Finding]:
+def _sim_vs_dataset(preset: PolicyPreset, ds, keys: dict, data: Episodes, envs: dict[str, TaskEnv]) -> list[Finding]:
     params = preset.params
+    image_keys = {key: keys[key] for key in spec.IMAGE_KEYS if keys.get(key)}
     cameras = {**DEFAULT_CAMERAS, **{k: (v or None) for k, v in (params.get("cameras") or {}).items()}}
     here = this_renderer()
+    lossy = any(ds.info["features"][key]["dtype"] == "video" for key in image_keys.values())
     found, per_task = [], {}
     for position, (task, seed) in enumerate(zip(data.tasks, data.seeds)):
         if seed is None or per_task.get(task.id, 0) >= SIM_EPISODES:
@@ -163,8 +166,8 @@ def _sim_vs_dataset(preset: PolicyPreset, ds, data: Episodes, envs: dict[str, Ta
         per_task[task.id] = per_task.get(task.id, 0) + 1
         recorded = data.meta[position].get("renderer") or (ds.bench or {}).get("renderer") or "unknown"
         view = pipeline_view(envs[task.id].first_obs(seed), cameras, params.get("state_layout", "qpos8"))
-        found.append(compare_first_frame(f"{task.id} seed {seed}", view, data.images[position][0], data.states[position][0],
-                                         recorded == here, f"dataset rendered by {recorded}, this machine {here}"))
+        found.append(compare_first_frame(f"{task.id} seed {seed}", view, data.images[position][0],
+                                         data.states[position][0], recorded == here, lossy, recorded, here))
     return found or [skipped("sim vs dataset", "the dataset records no bench seeds (a foreign dataset)")]
 
 
@@ -218,7 +221,7 @@ def check(config: CheckConfig) -> tuple[list[Finding], dict]:
         data, picks = _episodes(ds, keys, tasks, config.episodes_k)
         context["renderer"] = this_renderer()
         found += _spec_with_dataset(preset, files, ds, keys, data, envs)
-        found += _sim_vs_dataset(preset, ds, data, envs)
+        found += _sim_vs_dataset(preset, ds, keys, data, envs)
         if model.verdict == FAIL:  # the weights would not load into the preset's model
             return found + [skipped("open-loop replay", "the preset's model is not the checkpoint's")], context
         return found + _replay(preset, ds, data, picks, envs, config.seed), context
