@@ -162,3 +162,98 @@ def test_a_remote_servers_actions_are_held_against_the_controller(bench, tmp_pat
         code, text = bench(*args, "--server", peer.url)
     assert code == 1 and "pd_ee_delta_pose takes 7 dims" in " ".join(text.split()), text
     assert seen == [(224, 224, 3)] * 2  # one real observation per check
+
+
+# --- against a dataset recorded by `bench record` ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, short_tasks) -> Path:
+    """Two expert episodes of PushCube (pi05 layout, LeRobot v2.1, lossless PNG images), ending 5 frames after
+    success: one dataset for every check below."""
+    require("datasets", "bench record writes LeRobot datasets: pip install 'lerobot[dataset]'")
+    from bench.cli import main
+
+    output = tmp_path_factory.mktemp("recorded") / "pushcube"
+    assert main(["record", "--policy", "expert", "--layout", "pi05", "--tasks", "PushCube-v1", "--episodes", "2",
+                 "--num-envs", "2", "--format", "v2.1", "--no-video", "--end-after-success", "5", "--tasks-dir",
+                 str(short_tasks), "--output", str(output)]) == 0
+    return output
+
+
+def check_report(bench, folder: Path, *args: str) -> tuple[int, dict]:
+    out = folder / "check.json"
+    code, text = bench("check", "--episodes-k", "3", "--json", str(out), *args)
+    assert code in (0, 1), text
+    return code, {f["check"]: f for f in json.loads(out.read_text())["findings"]}
+
+
+def tiny_pi05(folder: Path, replacements: dict[str, str] | None = None) -> Path:
+    return preset_copy(folder, "pi05", {'backend = "auto"': 'backend = "lerobot"\ntiny = true', **(replacements or {})})
+
+
+def test_a_consistent_setup_passes_the_spec_gate_and_sim_but_a_random_model_not_the_replay(
+        bench, tmp_path, recorded, spm_model, short_tasks):
+    require("lerobot.policies.pi05.modeling_pi05", LEROBOT)
+    code, report = check_report(bench, tmp_path, "--policy", str(tiny_pi05(tmp_path)), "--tokenizer", str(spm_model),
+                                "--norm-stats", str(recorded / "norm_stats.json"), "--dataset", str(recorded),
+                                "--tasks-dir", str(short_tasks))
+    replay_checks = {"open-loop replay: first action", "open-loop replay: chunk"}
+    assert {name: f["verdict"] for name, f in report.items() if name not in replay_checks} == {
+        name: "ok" for name in report if name not in replay_checks}
+    sims = [f for name, f in report.items() if name.startswith("sim vs dataset")]
+    assert len(sims) == 2 and all(f["data"]["state_max_abs_diff"] == 0 for f in sims)
+    assert all(f["data"]["base_0_rgb"]["psnr_db"] == float("inf") for f in sims)  # same seed, renderer, lossless
+    # random weights do not beat the dataset's mean action: the verdict says so, and the run exits 1
+    assert code == 1 and {report[name]["verdict"] for name in replay_checks} == {"FAIL"}
+    assert report["open-loop replay: chunk"]["data"]["policy"]["pairs"] > 3
+
+
+def test_swapped_cameras_another_state_layout_and_other_norm_stats_are_flagged(
+        bench, tmp_path, recorded, spm_model, norm_stats, short_tasks):
+    require("lerobot.policies.pi05.modeling_pi05", LEROBOT)
+    preset = tiny_pi05(tmp_path, {'base_0_rgb = "base_camera"\nleft_wrist_0_rgb = "hand_camera"':
+                                  'base_0_rgb = "hand_camera"\nleft_wrist_0_rgb = "base_camera"',
+                                  'state_layout = "qpos8"': 'state_layout = "tcp_pos_quat_gripper"'})
+    code, report = check_report(bench, tmp_path, "--policy", str(preset), "--tokenizer", str(spm_model),
+                                "--norm-stats", str(norm_stats), "--dataset", str(recorded), "--tasks-dir",
+                                str(short_tasks))
+    assert code == 1
+    assert report["dataset cameras"]["verdict"] == "FAIL"
+    assert "base_0_rgb recorded from base_camera, the preset reads hand_camera" in report["dataset cameras"]["detail"]
+    assert report["state"]["verdict"] == "FAIL" and "recorded with state layout qpos8" in report["state"]["detail"]
+    assert report["norm stats: state"]["verdict"] == report["norm stats: actions"]["verdict"] == "FAIL"
+    sims = [f for name, f in report.items() if name.startswith("sim vs dataset")]
+    assert sims and all(f["verdict"] == "FAIL" and f["data"]["base_0_rgb"]["psnr_db"] < 25 for f in sims)
+    assert report["open-loop replay"]["verdict"] == "FAIL"  # tcp_pos_quat_gripper needs the TCP pose qpos8 lacks
+    assert "reads simulator values" in report["open-loop replay"]["detail"]
+
+
+def test_scaled_actions_another_image_size_fps_and_prompt_are_flagged(bench, tmp_path, recorded, spm_model,
+                                                                      short_tasks):
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    require("lerobot.policies.pi05.modeling_pi05", LEROBOT)
+    scaled = tmp_path / "scaled"
+    shutil.copytree(recorded, scaled)
+    for path in sorted((scaled / "data").rglob("*.parquet")):  # actions x 2: another controller's scale
+        table = pq.read_table(path)
+        actions = np.stack(table.column("action").to_numpy(zero_copy_only=False)) * 2
+        column = pa.FixedSizeListArray.from_arrays(pa.array(actions.astype(np.float32).reshape(-1)), 7)
+        pq.write_table(table.set_column(table.schema.get_field_index("action"), "action", column), path)
+    tasks = tmp_path / "tasks"
+    shutil.copytree(short_tasks, tasks)
+    spec = tasks / "PushCube-v1.toml"
+    spec.write_text(spec.read_text().replace("Push and move a cube", "Shove a cube") +
+                    "image_size = [256, 256]\ncontrol_freq = 10\n")
+    code, report = check_report(bench, tmp_path, "--policy", str(tiny_pi05(tmp_path)), "--tokenizer", str(spm_model),
+                                "--norm-stats", str(recorded / "norm_stats.json"), "--dataset", str(scaled),
+                                "--tasks-dir", str(tasks))
+    assert code == 1
+    assert report["actions"]["verdict"] == "FAIL" and "outside pd_ee_delta_pose's bounds" in report["actions"]["detail"]
+    assert report["norm stats: actions"]["verdict"] == "FAIL" and report["norm stats: state"]["verdict"] == "ok"
+    assert report["image size"]["verdict"] == "warn" and "renders 256x256" in report["image size"]["detail"]
+    assert report["fps"]["verdict"] == "FAIL" and report["prompt [PushCube-v1]"]["verdict"] == "FAIL"
+    assert report["dataset cameras"]["verdict"] == report["state"]["verdict"] == "ok"
