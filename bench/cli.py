@@ -1,4 +1,4 @@
-"""Command line: `bench run | record | compare | tasks | policies | leaderboard | report | doctor` (tyro
+"""Command line: `bench run | record | compare | tasks | policies | leaderboard | report | doctor | check` (tyro
 subcommands)."""
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import pandas as pd
 import tyro
 from rich.console import Console
 
+from bench.check.findings import failed
+from bench.check.findings import to_json as findings_json
+from bench.check.run import CheckConfig, check
 from bench.compare import compare, load_run, print_comparison, to_json, to_markdown_report
 from bench.errors import BenchError
 from bench.html_report import REPORT, policy_comparisons, write_report
@@ -169,6 +172,40 @@ def doctor_command(policy: str | None = None, presets_dir: Path = DEFAULT_PRESET
     return 0 if checks[0].ok else 1
 
 
+def check_command(policy: str, checkpoint: str | None = None, tokenizer: str | None = None,
+                  norm_stats: str | None = None, backend: str | None = None, server: str | None = None,
+                  dataset: Path | None = None, tasks: str | None = None, episodes_k: int = 16, seed: int = 0,
+                  json_out: Annotated[Path | None, tyro.conf.arg(name="json")] = None,
+                  tasks_dir: Path = DEFAULT_TASKS_DIR, presets_dir: Path = DEFAULT_PRESETS_DIR) -> int:
+    """Explain a train/eval mismatch before an evaluation: preset vs checkpoint vs task (vs a training dataset:
+    spec gate, norm stats, sim vs dataset, open-loop replay). Exits 1 when a check fails.
+
+    Args:
+        policy: Preset name or file (pi0, pi05, a copy; remote presets: the server's actions).
+        checkpoint: Checkpoint folder (overrides the preset's).
+        tokenizer: PaliGemma SentencePiece model.
+        norm_stats: Norm stats file overriding the checkpoint's.
+        backend: auto, lerobot or openpi.
+        server: Policy server address (remote presets).
+        dataset: LeRobot dataset (v2.1 or v3.0) the checkpoint was trained on.
+        tasks: Tasks to check against (default: the dataset's, or all).
+        episodes_k: Dataset frames replayed through the policy, spread over the episodes.
+        seed: Seed of the policy (its noise per episode, as in bench run).
+        json_out: Also write the findings as JSON to this file.
+    """
+    if json_out is not None and not json_out.parent.is_dir():
+        raise BenchError(f"--json {json_out}: folder {json_out.parent} does not exist")
+    findings, context = check(CheckConfig(policy, checkpoint, tokenizer, norm_stats, backend, server, dataset, tasks,
+                                          episodes_k, seed, tasks_dir, presets_dir))
+    marks = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "FAIL": "[red]FAIL[/]", "skipped": "-"}
+    rows = [(f.check, marks[f.verdict], f.detail, f.fix) for f in findings]
+    print_table(pd.DataFrame(rows, columns=["check", "verdict", "detail", "fix"]), f"bench check {context['policy']}",
+                console)
+    if json_out is not None:
+        _write(json_out, json.dumps(findings_json(findings, context), indent=2, default=str))
+    return 1 if failed(findings) else 0
+
+
 COMMANDS = {
     "run": run_command,
     "record": record_command,
@@ -178,6 +215,7 @@ COMMANDS = {
     "leaderboard": leaderboard_command,
     "report": report_command,
     "doctor": doctor_command,
+    "check": check_command,
 }
 
 

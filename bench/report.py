@@ -89,7 +89,7 @@ def to_markdown(display: pd.DataFrame) -> str:
 def print_table(display: pd.DataFrame, title: str, console: Console | None = None) -> None:
     table = Table(title=title)
     for column in display.columns:
-        wraps = column in ("instruction", "description", "detail")
+        wraps = column in ("instruction", "description", "detail", "fix")
         table.add_column(column, justify="left" if wraps or column in ("task", "policy", "id", "check") else "right",
                          no_wrap=not wraps)
     for row in display.itertuples(index=False):

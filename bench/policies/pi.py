@@ -74,7 +74,7 @@ def _torch_device(device: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Files:
+class PiFiles:
     """What the cheap checks settle: the backend, the checkpoint and its norm stats."""
 
     backend: str
@@ -87,7 +87,7 @@ class _Files:
 def _check_files(model: str, backend: str, checkpoint: str | None, tokenizer: str | None, norm_stats: str | None,
                  asset_id: str | None, state_layout: str, action_horizon: int | None, num_steps: int | None,
                  tiny: bool, random_init: bool, discrete_state_input: bool | None = None,
-                 train_config: str | None = None, **_) -> _Files:
+                 train_config: str | None = None, **_) -> PiFiles:
     """Every check that builds nothing: names, files, the checkpoint's layout and norm stats. Run before any env
     worker starts (`PiPolicy.preflight`), and again when the policy is built."""
     if model not in MODELS or backend not in (*BACKENDS, "auto"):
@@ -120,7 +120,7 @@ def _check_files(model: str, backend: str, checkpoint: str | None, tokenizer: st
     use_quantiles = model == "pi05" if use_quantiles is None else use_quantiles  # openpi: Pi0.5 <=> quantiles
     # the trainer's arithmetic: the backend reads the checkpoint its own trainer wrote (pi_normalize)
     normalizers = load_norm_stats(stats, use_quantiles, convention=backend)  # readable, with the keys it needs
-    return _Files(backend, ckpt, tiny or (ckpt is not None and is_tiny(ckpt)), stats, normalizers)
+    return PiFiles(backend, ckpt, tiny or (ckpt is not None and is_tiny(ckpt)), stats, normalizers)
 
 
 class PiPolicy(Policy):
@@ -179,9 +179,15 @@ class PiPolicy(Policy):
 
     @classmethod
     def preflight(cls, **params) -> None:
+        cls.files(**params)
+
+    @classmethod
+    def files(cls, **params) -> PiFiles:
+        """What preflight settles from a preset's [params] (backend, checkpoint, the norm stats as the policy
+        normalizes with them), without building anything: `bench check` compares them with a dataset."""
         bound = inspect.signature(cls).bind(num_slots=1, seed=0, **params)
         bound.apply_defaults()  # the preset's [params] over __init__'s defaults
-        _check_files(**bound.arguments)
+        return _check_files(**bound.arguments)
 
     def describe(self) -> dict:
         return {"name": self.name, **self._settings, "checkpoint_fingerprint": self._backend.fingerprint(),

@@ -35,6 +35,26 @@ def detect_backend(checkpoint: Path) -> str | None:
     return None
 
 
+OPENPI_PI0_PARAM = "state_proj"  # openpi's Pi0 projects the continuous state; Pi0.5 has no such layer (pi0.py)
+OPENPI_METADATA = "_METADATA"  # orbax's tree metadata: the parameter names, readable without loading anything
+
+
+def checkpoint_model(checkpoint: Path) -> str | None:
+    """"pi0" or "pi05" as the folder says (lerobot: config.json's type; openpi: whether the orbax metadata names
+    Pi0's state projection); None when it does not say."""
+    config = checkpoint / LEROBOT_MARKER
+    if config.is_file():
+        try:
+            kind = json.loads(config.read_text()).get("type")
+        except json.JSONDecodeError:
+            return None
+        return kind if kind in ("pi0", "pi05") else None
+    metadata = checkpoint / OPENPI_MARKER / OPENPI_METADATA
+    if metadata.is_file():
+        return "pi0" if OPENPI_PI0_PARAM in metadata.read_text(errors="replace") else "pi05"
+    return None
+
+
 def is_tiny(checkpoint: Path) -> bool:
     """Whether the folder holds a tiny test model (its architecture is in TINY_MARKER), not a real one."""
     return (checkpoint / TINY_MARKER).is_file()
