@@ -1,11 +1,9 @@
 """Train a small Pi0 / Pi0.5 (lerobot 0.6.1's model classes, a reduced architecture) from scratch on a dataset that
 `bench record` wrote, so that bench can be shown scoring a trained Pi policy (docs/trained-policies.md).
 
-Three steps, so that the GPU machine (which has torch but no ManiSkill) only trains:
-
-    python scripts/train_small_pi.py tokenizer --dataset data/ms --out ckpt/tokenizer     # SentencePiece of our own
-    python scripts/train_small_pi.py pack --dataset data/ms --out pack/ms                   # frames -> compact pack
-    python scripts/train_small_pi.py train --pack pack/ms --tokenizer ckpt/tokenizer/small.model --model pi05 --out ckpt/pi05
+    python scripts/train_small_pi.py tokenizer --dataset data/ms --out ckpt/tokenizer      # SentencePiece of our own
+    python scripts/train_small_pi.py train --dataset data/ms --tokenizer ckpt/tokenizer/small.model --model pi05 \
+        --out ckpt/pi05
 
 The model inputs are built by bench's own transforms (`bench.policies.pi_transforms`: normalize, Pi0.5's prompt with
 the state in 256 bins, tokenize, pad) in lerobot's normalization arithmetic, the arithmetic bench applies when it
@@ -21,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,19 +42,17 @@ SMALL_ARCH = {
     "vocab_size": 1024,
 }
 NORMALIZER_FILE = "policy_preprocessor_step_0_normalizer_processor.safetensors"
-VIDEO_CRF = 12  # near-lossless h264 (yuv444p): the pack is ~20x smaller than PNG frames, and the GPU machine decodes
-#                 it with OpenCV, which it has
 
 
 # --- tokenizer -------------------------------------------------------------------------------------------------------
 
-def tokenizer_command(dataset: Path, out: Path, vocab_size: int = SMALL_ARCH["vocab_size"], seed: int = 0) -> Path:
+def tokenizer_command(dataset: list[Path], out: Path, vocab_size: int = SMALL_ARCH["vocab_size"], seed: int = 0) -> Path:
     """A SentencePiece model laid out like PaliGemma's, trained on the dataset's prompts in both models' formats:
     Pi0's instruction and Pi0.5's "Task: ..., State: <bins>;\\nAction: " with every bin value present."""
     from bench.datasets.read import open_dataset
 
     rng = np.random.default_rng(seed)
-    instructions = sorted({e["task"] for e in open_dataset(dataset).episodes})
+    instructions = sorted({e["task"] for path in dataset for e in open_dataset(path).episodes})
     width = 9
     corpus = [transforms.clean_prompt(text) for text in instructions]
     for text in instructions:
@@ -68,91 +63,44 @@ def tokenizer_command(dataset: Path, out: Path, vocab_size: int = SMALL_ARCH["vo
     return train_tokenizer(out, "small", tuple(corpus), vocab_size)
 
 
-# --- pack ------------------------------------------------------------------------------------------------------------
-
-def _write_video(path: Path, frames: np.ndarray, fps: int) -> None:
-    import imageio_ffmpeg
-
-    height, width = frames.shape[1:3]
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
-           "-s", f"{width}x{height}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "medium",
-           "-crf", str(VIDEO_CRF), "-pix_fmt", "yuv444p", str(path)]
-    subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), check=True)
-
-
-def _read_video(path: Path, count: int) -> np.ndarray:
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    if len(frames) != count:
-        raise ValueError(f"{path}: decoded {len(frames)} frames, the pack says {count}")
-    return np.stack(frames)
-
-
-def pack_command(dataset: Path, out: Path, episodes: str | None = None) -> Path:
-    """Every frame of the dataset (or of `episodes`, "0-99") in a folder that carries to the GPU machine: one h264
-    video per camera, the states, actions and episode bounds, and the layout the dataset was recorded with."""
-    from bench.datasets.read import open_dataset
-
-    ds = open_dataset(dataset)
-    if ds.bench is None:
-        raise SystemExit(f"{dataset} was not recorded by bench record: no meta/bench.json")
-    chosen = [e for e in ds.episodes if episodes is None or _in_range(e["episode_index"], episodes)]
-    cameras = [k for k in IMAGE_KEYS if ds.keys.get(k)]
-    images = {k: [] for k in cameras}
-    state, actions, starts, prompts = [], [], [], []
-    for episode in chosen:
-        frames = ds.frames(episode["episode_index"])
-        starts.append(sum(len(s) for s in state))
-        for key in cameras:
-            images[key].append(frames[ds.keys[key]])
-        state.append(frames[ds.keys["state"]].astype(np.float32))
-        actions.append(frames[ds.keys["actions"]].astype(np.float32))
-        prompts.append(episode["task"])
-    out.mkdir(parents=True, exist_ok=True)
-    fps = int(ds.info["fps"])
-    for key in cameras:
-        _write_video(out / f"{key}.mp4", np.concatenate(images[key]), fps)
-    state, actions = np.concatenate(state), np.concatenate(actions)
-    np.savez_compressed(out / "arrays.npz", state=state, actions=actions, starts=np.array(starts))
-    meta = {"dataset": str(dataset), "frames": len(state), "fps": fps, "cameras": cameras, "prompts": prompts,
-            "episodes": [{k: e.get(k) for k in ("episode_index", "task_id", "seed", "length", "success")}
-                         for e in chosen],
-            "state_layout": ds.bench.get("state_layout"), "bench": ds.bench}
-    (out / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
-    return out
-
-
-def _in_range(index: int, spec: str) -> bool:
-    first, _, last = spec.partition("-")
-    return int(first) <= index <= int(last or first)
-
+# --- data ------------------------------------------------------------------------------------------------------------
 
 @dataclass
-class Pack:
+class Frames:
+    """Every frame of the training episodes, in episode order."""
+
     images: dict[str, np.ndarray]  # Pi key -> uint8 [N, H, W, 3]
     state: np.ndarray  # float32 [N, D]
     actions: np.ndarray  # float32 [N, A]
     episode_end: np.ndarray  # [N]: index of the last frame of each frame's episode
-    prompts: list[str]  # [N]
-    meta: dict
+    prompts: list[str]  # [N]: the frame's task (its instruction)
+    episodes: list[dict]  # what the dataset says of each episode
 
 
-def load_pack(folder: Path) -> Pack:
-    meta = json.loads((folder / "meta.json").read_text())
-    arrays = np.load(folder / "arrays.npz")
-    n = meta["frames"]
-    starts = list(arrays["starts"]) + [n]
-    episode_end = np.concatenate([np.full(b - a, b - 1) for a, b in zip(starts[:-1], starts[1:])])
-    prompts = [p for p, a, b in zip(meta["prompts"], starts[:-1], starts[1:]) for _ in range(b - a)]
-    images = {key: _read_video(folder / f"{key}.mp4", n) for key in meta["cameras"]}
-    return Pack(images, arrays["state"], arrays["actions"], episode_end, prompts, meta)
+def load_frames(datasets: list[Path]) -> Frames:
+    """Reads bench-recorded datasets (v2.1 or v3.0) through `bench.datasets.read`: the images, state and actions
+    exactly as `bench record` stored them under the dataset's keys."""
+    from bench.datasets.read import open_dataset
+
+    images, state, actions, ends, prompts, episodes = {}, [], [], [], [], []
+    for path in datasets:
+        ds = open_dataset(path)
+        if ds.bench is None or ds.keys is None:
+            raise SystemExit(f"{path} was not recorded by bench record (no meta/bench.json): its keys are unknown")
+        cameras = [k for k in IMAGE_KEYS if ds.keys.get(k)]
+        for episode in ds.episodes:
+            frames = ds.frames(episode["episode_index"])
+            for key in cameras:
+                images.setdefault(key, []).append(frames[ds.keys[key]])
+            state.append(np.asarray(frames[ds.keys["state"]], np.float32))
+            actions.append(np.asarray(frames[ds.keys["actions"]], np.float32))
+            start = sum(map(len, state[:-1]))
+            ends.append(np.full(len(state[-1]), start + len(state[-1]) - 1))
+            prompts += list(frames["task"])
+            episodes.append({"dataset": str(path), **{k: episode.get(k) for k in
+                                                      ("episode_index", "task_id", "seed", "length", "success")}})
+    return Frames({k: np.concatenate(v) for k, v in images.items()}, np.concatenate(state), np.concatenate(actions),
+                  np.concatenate(ends), prompts, episodes)
 
 
 # --- train -----------------------------------------------------------------------------------------------------------
@@ -164,7 +112,7 @@ def statistics(x: np.ndarray) -> dict[str, np.ndarray]:
             "q01": np.quantile(x, 0.01, axis=0), "q99": np.quantile(x, 0.99, axis=0)}
 
 
-def model_inputs(pack: Pack, model: str, tokenizer: Path, max_len: int, norm: dict[str, Normalizer]):
+def model_inputs(data: Frames, model: str, tokenizer: Path, max_len: int, norm: dict[str, Normalizer]):
     """Tokens and (Pi0) normalized padded state for every frame, through bench's own transform steps."""
     state_in_prompt = model == "pi05"
     steps = transforms.Pipeline([
@@ -172,14 +120,14 @@ def model_inputs(pack: Pack, model: str, tokenizer: Path, max_len: int, norm: di
         transforms.prompt_with_state() if state_in_prompt else transforms.prompt(),
         transforms.tokenize(transforms.PromptTokenizer(tokenizer, max_len), pi0_format=not state_in_prompt),
         transforms.pad_state(MODEL_DIM)])
-    frame = steps(transforms.Frame(obs={}, prompts=list(pack.prompts), state=pack.state))
+    frame = steps(transforms.Frame(obs={}, prompts=list(data.prompts), state=data.state))
     longest = int(frame.token_masks.sum(1).max())
     if longest >= max_len:
         raise SystemExit(f"prompts take up to {longest} tokens, more than max_len {max_len}: raise --max-len")
     return frame.tokens, frame.token_masks, frame.state, longest
 
 
-def train_command(pack: Path, tokenizer: Path, out: Path, model: str = "pi05", steps: int = 20000,
+def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = "pi05", steps: int = 20000,
                   batch_size: int = 64, lr: float = 3e-4, horizon: int = 10, max_len: int = 0, shift: int = 6,
                   device: str = "auto", seed: int = 0, minutes: float = 0.0, log_every: int = 200) -> Path:
     """Trains from random weights; stops after `steps` or `minutes` (if > 0), whichever comes first, and saves."""
@@ -191,7 +139,7 @@ def train_command(pack: Path, tokenizer: Path, out: Path, model: str = "pi05", s
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    data = load_pack(pack)
+    data = load_frames(dataset)
     quantiles = model == "pi05"  # lerobot's defaults: Pi0.5 QUANTILES, Pi0 MEAN_STD
     stats = {"state": statistics(data.state), "actions": statistics(data.actions)}
     norm = {k: Normalizer.from_stats(v, quantiles, "lerobot") for k, v in stats.items()}
@@ -273,7 +221,7 @@ def _random_shift(images, pad: int, rng):
     return padded[:, :, dy:dy + h, dx:dx + w].permute(0, 2, 3, 1).to(images.dtype)
 
 
-def save(policy, out: Path, model: str, stats: dict, data: Pack, curve: list, settings: dict) -> None:
+def save(policy, out: Path, model: str, stats: dict, data: Frames, curve: list, settings: dict) -> None:
     import torch
     from safetensors.numpy import save_file
 
@@ -285,12 +233,10 @@ def save(policy, out: Path, model: str, stats: dict, data: Pack, curve: list, se
             (("state", "observation.state"), ("actions", "action")) for name, value in stats[key].items()}
     save_file(flat, str(out / NORMALIZER_FILE))
     (out / "training.json").write_text(json.dumps({"model": model, "settings": settings, "curve": curve,
-                                                   "pack": data.meta["dataset"], "episodes": data.meta["episodes"],
-                                                   "recorded_with": data.meta["bench"]}, indent=1, default=str))
+                                                   "arch": SMALL_ARCH, "episodes": data.episodes}, indent=1))
 
 
 if __name__ == "__main__":
     import tyro
 
-    tyro.extras.subcommand_cli_from_dict({"tokenizer": tokenizer_command, "pack": pack_command,
-                                          "train": train_command})
+    tyro.extras.subcommand_cli_from_dict({"tokenizer": tokenizer_command, "train": train_command})

@@ -1,0 +1,22 @@
+# Sourced by the GPU-machine scripts (device tool): packages carried as tarballs/wheels under .device/, unpacked once
+# per machine into /opt/site (kept while the machine stays warm), Vulkan/EGL loaders from .gl/ (see the device README).
+# .device/c1: sim-site.tar.xz (ManiSkill, SAPIEN; ../shared/tools/pack-device-site.sh sim, oidn CUDA device and an
+# unused scene removed); .device/c2: policy-site.tar.xz (lerobot 0.6.1, transformers 5.5.4), openpi-site.tar.xz
+# (tyro, openpi), wheels (av, datasets, dill, multiprocess). Each call carries at most 64 MiB, hence two folders.
+set -e
+for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done; ldconfig
+mkdir -p /opt/site
+for t in .device/c1/*.tar.xz .device/c2/*.tar.xz; do
+  [ -f "$t" ] && [ ! -f "/opt/site/.$(basename "$t")" ] && tar -xJf "$t" -C /opt/site && touch "/opt/site/.$(basename "$t")"
+done
+if ls .device/c2/*.whl >/dev/null 2>&1 && [ ! -f /opt/site/.wheels ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /opt/site .device/c2/*.whl
+  touch /opt/site/.wheels
+fi
+export PYTHONPATH=/opt/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+[ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] && export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json \
+  __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+BENCH="python3 -m bench.cli"
+WORK=/opt/work
+mkdir -p $WORK
+set +e
