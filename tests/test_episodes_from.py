@@ -81,18 +81,29 @@ def test_bad_inputs_are_refused_before_anything_starts(bench, dataset, short_tas
     assert "bench record" in text
 
 
-def test_an_episodes_from_run_does_not_compare_with_a_normal_one(bench, dataset, replayed, short_tasks, tmp_path):
+def test_an_episodes_from_run_does_not_compare_with_a_normal_one(bench, replayed, short_tasks, tmp_path):
     code, text = bench("run", "--policy", "zero", "--tasks", TASK, "--episodes", "1", "--num-envs", "1",
                        "--tasks-dir", str(short_tasks), "--output", str(tmp_path), "--run-id", "normal")
     assert code == 0, text
+    assert "episodes_from" not in read_manifest(tmp_path / "normal")["contract"]["evaluation"]
     code, text = bench("compare", str(tmp_path / "normal"), str(replayed))
-    assert code == 2 and "evaluation.episodes_from" in text, text
-    code, text = bench("run", "--policy", "zero", "--episodes-from", str(dataset), "--episodes", "1", "--num-envs",
-                       "1", "--tasks-dir", str(short_tasks), "--output", str(tmp_path), "--run-id", "zero")
-    assert code == 0, text
-    assert list(read_episodes(tmp_path / "zero")["seed"]) == list(read_episodes(replayed)["seed"])[:1]
-    code, text = bench("compare", str(replayed), str(tmp_path / "zero"))  # the same episodes: comparable
-    assert code in (0, 1) and "not evaluated the same way" not in text, text
+    assert code == 2 and "not evaluated the same way" in text and "evaluation.episodes_from" in text, text
+
+
+def test_two_runs_over_the_same_dataset_share_their_contract(dataset, replayed, short_tasks):
+    """Another policy, fewer episodes, the same dataset: the static contract `bench run` checks a --baseline with
+    matches the replay's (no simulation: `_prepare` only)."""
+    from bench import contract
+    from bench.config import RunConfig
+    from bench.runner import _prepare
+
+    plan = _prepare(RunConfig(policy="zero", episodes_from=dataset, episodes=1, tasks_dir=short_tasks,
+                              output=replayed.parent, run_id="other"))
+    assert {t: [e.seed for e in es] for t, es in plan.episodes.items()} == \
+        {TASK: list(read_episodes(replayed)["seed"])[:1]}
+    static = contract.build(plan.config, plan.suite.version, plan.tasks, None, None, None,
+                            contract.package_versions(), plan.episodes_from["digest"])
+    assert contract.differences(read_manifest(replayed)["contract"], static) == []
 
 
 def test_resume_needs_the_dataset_where_it_was(bench, dataset, replayed, tmp_path):
