@@ -42,6 +42,10 @@ class RunConfig:
     """Episodes per task (default: the suite's count if it has one, else 50)."""
     seed: int = _in(WHAT, 0)
     """Run seed: episode i of task T starts from a state derived from (seed, T, i)."""
+    episodes_from: Path | None = _in(WHAT)
+    """A dataset written by `bench record`: evaluate on its recorded episodes (task, seed), in its order, instead of
+    bench's evaluation seeds (closed-loop reproduction of training episodes). --tasks (default: the dataset's) and
+    --episodes (default: all) select from them; a run with it compares only with runs over the same episodes."""
     sim_backend: Literal["auto", "gpu", "cpu"] = _in(WHAT, "auto")
     """Physics: GPU (physx_cuda) for the tasks it can pin when it can start, else CPU worker processes."""
     replan_steps: int = _in(WHAT, 5)
@@ -107,8 +111,8 @@ class RunConfig:
     def resolve(self, suite: TaskSuite) -> RunConfig:
         """The effective settings (what the manifest records): a --suite becomes `tasks` and `episodes`, so the
         recorded settings select the same episodes when they are read back (e.g. by --resume)."""
-        if self.suite is None:
-            return replace(self, episodes=self.episodes or DEFAULT_EPISODES)
+        if self.suite is None:  # --episodes-from without --episodes: every episode of the dataset
+            return replace(self, episodes=self.episodes or (None if self.episodes_from else DEFAULT_EPISODES))
         if self.suite not in suite.suites:
             raise unknown_name("suite", self.suite, suite.suites, hint=" (see `bench tasks`)")
         if self.tasks != "all":
@@ -129,6 +133,11 @@ class RunConfig:
             raise BenchError(f"--worker-timeout is in seconds and must be positive, got {self.worker_timeout}")
         if self.fail_on_regression and self.baseline is None:
             raise BenchError("--fail-on-regression needs --baseline results/<baseline-run-id>")
+        if self.episodes_from is not None and self.seed != 0:
+            raise BenchError("--seed means nothing with --episodes-from: the episodes start from the dataset's "
+                             "recorded seeds; drop --seed")
+        if self.episodes_from is not None and self.repeat > 1:
+            raise BenchError("--repeat varies the run seed, which --episodes-from does not use: drop --repeat")
         if self.baseline is not None and self.repeat > 1:
             raise BenchError("--baseline compares one run: drop --repeat, or compare the repeats with `bench compare`")
 
@@ -146,6 +155,8 @@ class RunConfig:
         values = {k: v for k, v in recorded.items() if k in self.names(WHAT, POLICY)}
         if values.get("suite") is not None and values.get("tasks") == values["suite"]:
             values["suite"] = None  # manifests written before suites were resolved into `tasks` recorded both
+        if values.get("episodes_from") is not None:
+            values["episodes_from"] = Path(values["episodes_from"])
         values.update(tasks_dir=Path(recorded["tasks_dir"]), presets_dir=Path(recorded["presets_dir"]),
                       output=run_dir.parent, run_id=run_dir.name, resume=run_dir,
                       **{name: getattr(self, name) for name in self.names(WHERE)})

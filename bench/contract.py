@@ -10,6 +10,7 @@ the common tasks; the policy is what they compare) and Ray shards (everything bu
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import platform
@@ -24,7 +25,7 @@ from bench import __version__
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.policies import PolicyPreset
-from bench.tasks import TaskSpec, TaskSuite, result_fields
+from bench.tasks import Episode, TaskSpec, TaskSuite, result_fields
 
 RECORDED_PACKAGES = ("bench", "mani_skill", "sapien", "gymnasium", "torch", "numpy",
                      "lerobot", "transformers", "jax", "rpent-openpi", "sentencepiece", "ray")  # what Pi results depend on
@@ -73,15 +74,26 @@ def as_json(data: dict) -> dict:
     return json.loads(json.dumps(data, default=str))
 
 
+def episodes_digest(episodes: dict[str, list[Episode]]) -> str:
+    """What identifies a `--episodes-from` dataset's episodes: a hash of its (task id, seed) list, in order."""
+    pairs = [[e.task, e.seed] for task in episodes.values() for e in task]
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16]
+
+
 def build(config: RunConfig, suite_version: str, tasks: list[TaskSpec], preset: PolicyPreset | None,
-          description: dict | None, backends: dict[str, str] | None, packages: dict[str, str]) -> dict:
+          description: dict | None, backends: dict[str, str] | None, packages: dict[str, str],
+          episodes_from: str | None = None) -> dict:
     """The contract of a run. Before the run starts, `preset`, `description` and `backends` may be None: the
-    static part (settings and task specs), which a `--baseline` can be checked against before any worker starts."""
+    static part (settings and task specs), which a `--baseline` can be checked against before any worker starts.
+    `episodes_from`: the `episodes_digest` of a `--episodes-from` dataset (the key exists only then, so contracts of
+    runs on bench's evaluation seeds are unchanged)."""
     contract = {
         "evaluation": {"suite_version": suite_version, "seed": config.seed, "replan_steps": config.replan_steps,
                        "mani_skill": packages["mani_skill"], "sapien": packages["sapien"]},
         "tasks": {t.id: flat({k: v for k, v in asdict(t).items() if k in result_fields()}) for t in tasks},
     }
+    if episodes_from is not None:
+        contract["evaluation"]["episodes_from"] = episodes_from
     if backends is not None:
         for task in tasks:
             contract["tasks"][task.id]["sim_backend"] = backends[task.id]
@@ -93,9 +105,11 @@ def build(config: RunConfig, suite_version: str, tasks: list[TaskSpec], preset: 
 
 def manifest(config: RunConfig, run_id: str, suite: TaskSuite, tasks: list[TaskSpec], preset: PolicyPreset,
              description: dict, backends: dict[str, str], why: dict[str, str], num_envs: int,
-             packages: dict[str, str], cluster: dict | None) -> dict:
+             packages: dict[str, str], cluster: dict | None, episodes_from: dict | None = None) -> dict:
     """What produced the run, so that any number can be traced back and two runs checked for comparability.
-    `packages` are those of the processes that ran the episodes (Ray shards are checked to agree)."""
+    `packages` are those of the processes that ran the episodes (Ray shards are checked to agree);
+    `episodes_from` ({dataset, digest, episodes per task}) only for a `--episodes-from` run."""
+    digest = episodes_from["digest"] if episodes_from else None
     return as_json({
         "run_id": run_id, "created": datetime.now(timezone.utc).isoformat(),
         "bench_version": __version__, "config": {**asdict(config), "num_envs_used": num_envs},
@@ -105,8 +119,9 @@ def manifest(config: RunConfig, run_id: str, suite: TaskSuite, tasks: list[TaskS
                    "params": preset.params, "fingerprint": preset.fingerprint(), "describe": description},
         "environments": {"backends": backends, "why": why, "num_envs": num_envs},
         "cluster": cluster,
-        "contract": build(config, suite.version, tasks, preset, description, backends, packages),
+        "contract": build(config, suite.version, tasks, preset, description, backends, packages, digest),
         "packages": packages, "git_revision": git_revision(), "host": host(),
+        **({"episodes_from": episodes_from} if episodes_from else {}),
     })
 
 

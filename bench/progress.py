@@ -13,13 +13,15 @@ from bench.tasks import TaskSpec
 class LiveProgress:
     """Rich progress: one bar per task with episodes done, success so far and env steps/s."""
 
-    def __init__(self, console: Console, tasks: list[TaskSpec], episodes: int):
+    def __init__(self, console: Console, tasks: list[TaskSpec], episodes: int | dict[str, int]):
+        """`episodes`: per task, or one count for every task."""
+        totals = episodes if isinstance(episodes, dict) else dict.fromkeys((t.id for t in tasks), episodes)
         self.progress = Progress(
             TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("success {task.fields[success]}"), TextColumn("{task.fields[rate]:>7.1f} steps/s"),
             TimeElapsedColumn(), console=console, transient=False,
         )
-        self.bars = {t.id: self.progress.add_task(t.id, total=episodes, success="-", rate=0.0, start=False)
+        self.bars = {t.id: self.progress.add_task(t.id, total=totals[t.id], success="-", rate=0.0, start=False)
                      for t in tasks}
         self.done = dict.fromkeys(self.bars, 0)
         self.successes = dict.fromkeys(self.bars, 0)

@@ -25,7 +25,7 @@ from bench.policies import PolicyPreset, preflight_policy, resolve_preset
 from bench.progress import LiveProgress
 from bench.report import print_table, spread_display, spread_table, to_markdown, write_task_leaderboard
 from bench.results import MANIFEST, RunWriter, new_run_id, probe_writable, read_episodes, read_manifest
-from bench.tasks import TaskSpec, TaskSuite, episodes_for, load_suite
+from bench.tasks import Episode, TaskSpec, TaskSuite, episodes_for, load_suite
 
 
 @dataclass
@@ -60,6 +60,12 @@ class _Plan:
     num_envs: int
     previous: dict | None  # the manifest of the run being resumed
     reference: tuple[str, dict | None] | None  # (refusal, contract) the run must match: a --baseline's
+    episodes: dict[str, list[Episode]]  # each task's episodes (bench's evaluation seeds, or --episodes-from's)
+    episodes_from: dict | None  # --episodes-from: {dataset, digest, episodes per task} for the manifest
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {task: len(episodes) for task, episodes in self.episodes.items()}
 
 
 def _prepare(config: RunConfig) -> _Plan:
@@ -74,8 +80,26 @@ def _prepare(config: RunConfig) -> _Plan:
         config = config.resumed(previous["config"])
     config.validate()
     suite = load_suite(config.tasks_dir)
+    recorded = None
+    if config.episodes_from is not None:
+        recorded = _recorded_episodes(config, previous, run_dir=config.resume)
+        config = replace(config, episodes_from=config.episodes_from.resolve())
+        if config.tasks == "all" and config.suite is None:  # the default: the dataset's tasks
+            config = replace(config, tasks=",".join(recorded))
     config = config.resolve(suite)
     tasks = suite.resolve(config.tasks)
+    if recorded is not None:
+        absent = [t.id for t in tasks if t.id not in recorded]
+        if absent:
+            raise BenchError(f"--episodes-from {config.episodes_from} holds no episodes of {', '.join(absent)} (it "
+                             f"holds {', '.join(recorded)}): pass --tasks among those")
+        episodes = {t.id: recorded[t.id][:config.episodes] for t in tasks}
+    else:
+        episodes = {t.id: episodes_for(t.id, config.seed, config.episodes) for t in tasks}
+    episodes_from = None if recorded is None else {
+        "dataset": str(config.episodes_from), "digest": contract.episodes_digest(recorded),
+        "episodes": {task: len(e) for task, e in episodes.items()}}
+    digest = episodes_from["digest"] if episodes_from else None
     preset = resolve_preset(config.policy, config.presets_dir).with_overrides(
         server=config.server, backend=config.backend, checkpoint=config.checkpoint, tokenizer=config.tokenizer,
         train_config=config.train_config, norm_stats=config.norm_stats)
@@ -84,7 +108,7 @@ def _prepare(config: RunConfig) -> _Plan:
     run_dir = config.output / (config.run_id or new_run_id(preset.name))
     if previous is None and run_dir.exists():
         raise BenchError(f"{run_dir} already exists: choose another --run-id, or --resume {run_dir}")
-    static = contract.build(config, suite.version, tasks, None, None, None, contract.package_versions())
+    static = contract.build(config, suite.version, tasks, None, None, None, contract.package_versions(), digest)
     reference = None
     if config.baseline is not None:
         if not (config.baseline / MANIFEST).is_file():
@@ -97,7 +121,18 @@ def _prepare(config: RunConfig) -> _Plan:
         _must_match(_resumed(run_dir, previous), static, [t.id for t in tasks])
     elif reference is not None:
         _must_match(reference, static, [t.id for t in tasks])
-    return _Plan(config, suite, tasks, preset, run_dir, min(config.num_envs, config.episodes), previous, reference)
+    num_envs = min(config.num_envs, max(len(e) for e in episodes.values()))
+    return _Plan(config, suite, tasks, preset, run_dir, num_envs, previous, reference, episodes, episodes_from)
+
+
+def _recorded_episodes(config: RunConfig, previous: dict | None, run_dir: Path | None) -> dict[str, list[Episode]]:
+    """--episodes-from's dataset episodes; a resumed run's dataset must still be where it was."""
+    from bench.datasets.read import recorded_episodes  # pyarrow and lerobot only when asked
+
+    if previous is not None and not config.episodes_from.is_dir():
+        raise BenchError(f"cannot resume {run_dir}: its episodes come from the dataset {config.episodes_from} "
+                         "(--episodes-from), which is no longer there; put it back at that path")
+    return recorded_episodes(config.episodes_from)
 
 
 def _resumed(run_dir: Path, previous: dict) -> tuple[str, dict | None]:
@@ -129,12 +164,12 @@ def run(config: RunConfig, console: Console | None = None, executor: Executor | 
     finished = set()
     if previous is not None:
         finished = {(r.task, int(r.episode)) for r in read_episodes(run_dir).itertuples()}
-    pending = {t.id: [e for e in episodes_for(t.id, config.seed, config.episodes) if (t.id, e.index) not in finished]
-               for t in tasks}
-    total = len(tasks) * config.episodes
+    pending = {t.id: [e for e in plan.episodes[t.id] if (t.id, e.index) not in finished] for t in tasks}
+    total = sum(plan.counts.values())
     allowed_errors = int(config.max_error_share * total)
     executor = executor or (RayExecutor.connect(config) if config.ray or config.ray_address else LocalExecutor())
-    live = LiveProgress(console, tasks, config.episodes)
+    live = LiveProgress(console, tasks, plan.counts)
+    digest = plan.episodes_from["digest"] if plan.episodes_from else None
     events = executor.evaluate(config, preset, tasks, pending, plan.num_envs, run_dir, on_step=live.count_steps)
     writer = run_contract = packages = None
     status = "failed"
@@ -147,7 +182,8 @@ def run(config: RunConfig, console: Console | None = None, executor: Executor | 
             if isinstance(event, Started) and writer is None:  # the configuration works: show and open the run
                 packages = event.packages
                 manifest = contract.manifest(config, run_dir.name, plan.suite, tasks, preset, event.description,
-                                             event.backends, event.why, plan.num_envs, packages, executor.layout())
+                                             event.backends, event.why, plan.num_envs, packages, executor.layout(),
+                                             plan.episodes_from)
                 run_contract = manifest["contract"]
                 if previous is not None:
                     _must_match(_resumed(run_dir, previous), run_contract, [t.id for t in tasks], policy=True)
@@ -160,14 +196,15 @@ def run(config: RunConfig, console: Console | None = None, executor: Executor | 
                 todo = sum(map(len, pending.values()))
                 verb = f"resuming ({total - todo} of {total} episodes already finished)" if previous else "running"
                 console.print(f"[bold]bench[/] {run_dir.name}: {verb}, policy {preset.name}, {len(tasks)} task(s) x "
-                              f"{config.episodes} episodes")
+                              f"{_count(plan.counts)} episodes" + (f" recorded in {config.episodes_from}"
+                                                                   if config.episodes_from else ""), highlight=False)
                 console.print(f"physics: {summary(event.backends, event.why)}", highlight=False)
                 live.__enter__()
                 for record in writer.records:
                     live.add(record)
             elif isinstance(event, Started):  # another Ray shard: it must evaluate what the first one does
                 shard = contract.build(config, plan.suite.version, tasks, preset, event.description, event.backends,
-                                       event.packages)
+                                       event.packages, digest)
                 contract.check_shard(run_contract, packages, shard, event.packages, event.node or {})
             elif isinstance(event, Wave):
                 for record in event.records:
@@ -199,6 +236,12 @@ def run(config: RunConfig, console: Console | None = None, executor: Executor | 
             episodes_table, table = _finish(writer, status, {"env_restarts": restarts, **executor.log()}, preset,
                                             run_dir, console)
     return RunOutcome(run_dir, status, episodes_table, table)
+
+
+def _count(counts: dict[str, int]) -> str:
+    """Episodes per task: `50`, or `3-5` when --episodes-from's tasks hold different numbers."""
+    low, high = min(counts.values()), max(counts.values())
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def _append(writer: RunWriter, record: dict) -> None:

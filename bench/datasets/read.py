@@ -15,6 +15,7 @@ import numpy as np
 
 from bench.datasets.v21 import BENCH_EPISODES, EPISODES, INFO, TASKS, read_jsonl
 from bench.errors import BenchError
+from bench.tasks import Episode
 
 BENCH_JSON = "meta/bench.json"
 NORM_STATS = "norm_stats.json"
@@ -160,3 +161,22 @@ def open_dataset(path: Path | str) -> Dataset:
         raise BenchError(f"{root}: LeRobot dataset version {version}; bench reads v2.1 and v3.0")
     bench = json.loads((root / BENCH_JSON).read_text()) if (root / BENCH_JSON).is_file() else None
     return Dataset(root, version, info, bench)
+
+
+def recorded_episodes(path: Path) -> dict[str, list[Episode]]:
+    """`bench run --episodes-from`: every rollout a `bench record` dataset ran and wrote, as (task id, seed), per task
+    in the dataset's order and numbered 0..n-1 within each task."""
+    if not Path(path).is_dir():
+        raise BenchError(f"--episodes-from {path}: no such folder; pass a dataset folder written by `bench record`")
+    dataset = open_dataset(path)
+    rows = dataset.episodes
+    if dataset.bench is None or any(r.get("task_id") is None or r.get("seed") is None for r in rows):
+        raise BenchError(f"--episodes-from {path}: no per-episode seeds (meta/bench.json and "
+                         f"{BENCH_EPISODES}): only a dataset recorded by `bench record` says which episodes it holds")
+    if not rows:
+        raise BenchError(f"--episodes-from {path}: the dataset holds no episodes")
+    episodes: dict[str, list[Episode]] = {}
+    for row in sorted(rows, key=lambda r: r["episode_index"]):
+        task = episodes.setdefault(row["task_id"], [])
+        task.append(Episode(row["task_id"], len(task), int(row["seed"])))
+    return episodes
