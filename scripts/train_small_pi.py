@@ -79,11 +79,22 @@ class Frames:
 
 def load_frames(datasets: list[Path]) -> Frames:
     """Reads bench-recorded datasets (v2.1 or v3.0) through `bench.datasets.read`: the images, state and actions
-    exactly as `bench record` stored them under the dataset's keys."""
+    exactly as `bench record` stored them under the dataset's keys; or packs of them (`pack`)."""
     from bench.datasets.read import open_dataset
 
     images, state, actions, ends, prompts, episodes = {}, [], [], [], [], []
     for path in datasets:
+        if (path / PACK_META).is_file():
+            packed = _unpack(path)
+            offset = sum(map(len, state))
+            for key, value in packed.images.items():
+                images.setdefault(key, []).append(value)
+            state.append(packed.state)
+            actions.append(packed.actions)
+            ends.append(packed.episode_end + offset)
+            prompts += packed.prompts
+            episodes += packed.episodes
+            continue
         ds = open_dataset(path)
         if ds.bench is None or ds.keys is None:
             raise SystemExit(f"{path} was not recorded by bench record (no meta/bench.json): its keys are unknown")
@@ -101,6 +112,46 @@ def load_frames(datasets: list[Path]) -> Frames:
                                                       ("episode_index", "task_id", "seed", "length", "success")}})
     return Frames({k: np.concatenate(v) for k, v in images.items()}, np.concatenate(state), np.concatenate(actions),
                   np.concatenate(ends), prompts, episodes)
+
+
+PACK_META = "pack.json"
+PACK_CRF = 12  # near-lossless H.264 (yuv444p): ~20x smaller than PNG frames; the GPU machine decodes it with OpenCV
+
+
+def pack_command(dataset: list[Path], out: Path) -> Path:
+    """The datasets' frames in a folder small enough to carry to the GPU machine (which has OpenCV but no PyAV):
+    one H.264 video per camera, the vectors and episode bounds uncompressed."""
+    import imageio_ffmpeg
+    import subprocess
+
+    frames = load_frames(dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    for key, video in frames.images.items():
+        height, width = video.shape[1:3]
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt",
+                        "rgb24", "-s", f"{width}x{height}", "-i", "-", "-c:v", "libx264", "-crf", str(PACK_CRF),
+                        "-pix_fmt", "yuv444p", str(out / f"{key}.mp4")], input=video.tobytes(), check=True)
+    np.savez(out / "vectors.npz", state=frames.state, actions=frames.actions, episode_end=frames.episode_end)
+    (out / PACK_META).write_text(json.dumps({"frames": len(frames.state), "cameras": list(frames.images),
+                                             "prompts": frames.prompts, "episodes": frames.episodes}))
+    return out
+
+
+def _unpack(folder: Path) -> Frames:
+    import cv2
+
+    meta = json.loads((folder / PACK_META).read_text())
+    vectors = np.load(folder / "vectors.npz")
+    images = {}
+    for key in meta["cameras"]:
+        capture, decoded = cv2.VideoCapture(str(folder / f"{key}.mp4")), []
+        while (frame := capture.read())[0]:
+            decoded.append(cv2.cvtColor(frame[1], cv2.COLOR_BGR2RGB))
+        if len(decoded) != meta["frames"]:
+            raise SystemExit(f"{folder / key}.mp4: decoded {len(decoded)} frames, the pack holds {meta['frames']}")
+        images[key] = np.stack(decoded)
+    return Frames(images, vectors["state"], vectors["actions"], vectors["episode_end"], meta["prompts"],
+                  meta["episodes"])
 
 
 # --- train -----------------------------------------------------------------------------------------------------------
@@ -129,8 +180,10 @@ def model_inputs(data: Frames, model: str, tokenizer: Path, max_len: int, norm: 
 
 def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = "pi05", steps: int = 20000,
                   batch_size: int = 64, lr: float = 3e-4, horizon: int = 10, max_len: int = 0, shift: int = 6,
-                  device: str = "auto", seed: int = 0, minutes: float = 0.0, log_every: int = 200) -> Path:
-    """Trains from random weights; stops after `steps` or `minutes` (if > 0), whichever comes first, and saves."""
+                  device: str = "auto", seed: int = 0, minutes: float = 0.0, log_every: int = 200,
+                  init: Path | None = None) -> Path:
+    """Trains from random weights, or goes on from checkpoint `init` (its weights and its normalization statistics);
+    stops after `steps` or `minutes` (if > 0), whichever comes first, and saves."""
     import torch
 
     from bench.policies.pi_lerobot import _modules
@@ -141,7 +194,7 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
     rng = np.random.default_rng(seed)
     data = load_frames(dataset)
     quantiles = model == "pi05"  # lerobot's defaults: Pi0.5 QUANTILES, Pi0 MEAN_STD
-    stats = {"state": statistics(data.state), "actions": statistics(data.actions)}
+    stats = {"state": statistics(data.state), "actions": statistics(data.actions)} if init is None else _stats_of(init)
     norm = {k: Normalizer.from_stats(v, quantiles, "lerobot") for k, v in stats.items()}
     max_len = max_len or (48 if model == "pi05" else 24)
     tokens, token_masks, state, longest = model_inputs(data, model, tokenizer, max_len, norm)
@@ -153,6 +206,10 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
                         tokenizer_max_length=max_len)
     with tiny_architecture(mod, SMALL_ARCH), torch.device(device):
         policy = policy_cls(config)
+    if init is not None:
+        from safetensors.torch import load_file
+
+        policy.load_state_dict(load_file(str(init / "model.safetensors")), strict=True)
     policy.to(device).train()
     net = policy.model
     params = sum(p.numel() for p in net.parameters())
@@ -205,8 +262,18 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
             print(f"time limit reached at step {step}", flush=True)
             break
     save(policy, out, model, stats, data, curve, dict(steps=step + 1, batch_size=batch_size, lr=lr, horizon=horizon,
-                                                       max_len=max_len, shift=shift, seed=seed, params=params))
+                                                       max_len=max_len, shift=shift, seed=seed, params=params,
+                                                       init=str(init) if init else None))
     return out
+
+
+def _stats_of(checkpoint: Path) -> dict[str, dict[str, np.ndarray]]:
+    from safetensors.numpy import load_file
+
+    flat = load_file(str(checkpoint / NORMALIZER_FILE))
+    return {key: {name.removeprefix(f"{feature}."): value.astype(np.float64) for name, value in flat.items()
+                  if name.startswith(f"{feature}.")} for key, feature in (("state", "observation.state"),
+                                                                           ("actions", "action"))}
 
 
 def _random_shift(images, pad: int, rng):
@@ -239,4 +306,5 @@ def save(policy, out: Path, model: str, stats: dict, data: Frames, curve: list, 
 if __name__ == "__main__":
     import tyro
 
-    tyro.extras.subcommand_cli_from_dict({"tokenizer": tokenizer_command, "train": train_command})
+    tyro.extras.subcommand_cli_from_dict({"tokenizer": tokenizer_command, "pack": pack_command,
+                                          "train": train_command})

@@ -13,6 +13,18 @@ if ls .device/c2/*.whl >/dev/null 2>&1 && [ ! -f /opt/site/.wheels ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /opt/site .device/c2/*.whl
   touch /opt/site/.wheels
 fi
+if [ ! -d /opt/site/bench-0.1.0.dist-info ]; then  # bench runs from this tree; its plugins are entry points
+  python3 - <<'PY'
+import pathlib, tomllib
+project = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]
+info = pathlib.Path("/opt/site/bench-0.1.0.dist-info")
+info.mkdir()
+(info / "METADATA").write_text("Metadata-Version: 2.1\nName: bench\nVersion: 0.1.0\n")
+groups = project.get("entry-points", {})
+(info / "entry_points.txt").write_text("".join(f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
+                                               for g, eps in groups.items()))
+PY
+fi
 export PYTHONPATH=/opt/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] && export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json \
   __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json

@@ -12,4 +12,4 @@ for m in pi05 pi0; do
   setsid nohup python3 scripts/train_small_pi.py train --dataset $WORK/train --tokenizer $WORK/tokenizer/small.model \
     --model $m --out $WORK/ckpt/$m --steps 20000 --batch-size 128 --minutes $MINUTES > $WORK/train-$m.log 2>&1 < /dev/null &
 done
-sleep 45; tail -3 $WORK/train-*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
+sleep 45; tail -n 3 $WORK/train-*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv
