@@ -2,7 +2,7 @@
 # dataset's recorded episodes and (d) held-out evaluation episodes; `models`: both small models on the same, then
 # (b) the Pi0.5 sensitivity variants. Results in $WORK/results/<label>.
 source benchmarks/trained/device_env.sh
-T=.device/c3; P=benchmarks/trained/presets; TOK=$T/tokenizer/small.model
+T=/opt/c3; P=benchmarks/trained/presets; TOK=$T/tokenizer/small.model
 run() { local label=$1; shift; $BENCH run --num-envs 16 --output $WORK/results --run-id $label --label $label "$@" 2>&1 | tail -n 9; }
 recorded="--episodes-from $T/train --tasks PushCube-v1,PickCube-v1 --episodes 32"
 heldout="--tasks PushCube-v1,PickCube-v1 --episodes 50"
