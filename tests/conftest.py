@@ -94,4 +94,17 @@ def require(module: str, why: str):
     pytest.fail(f"CI=true and {module} is not importable ({error}): {why}", pytrace=False)
 
 
+@pytest.fixture(scope="session")
+def pushcube_recording(short_tasks, tmp_path_factory) -> Path:
+    """`bench record`'s expert on the first 3 recording episodes of PushCube (recording seed 0: the first episodes of
+    the training data of benchmarks/trained), pi05 layout, LeRobot v2.1 with PNG frames (no conversion, no video),
+    ending 1 frame after success. One recording for every test that needs recorded episodes."""
+    require("datasets", "bench record writes LeRobot datasets: pip install -e '.[lerobot]'")
+    output = tmp_path_factory.mktemp("pushcube-recording") / "ds"
+    assert main(["record", "--layout", "pi05", "--tasks", "PushCube-v1", "--episodes", "3", "--format", "v2.1",
+                 "--no-video", "--end-after-success", "1", "--tasks-dir", str(short_tasks), "--output", str(output),
+                 "--num-envs", "2"]) == 0
+    return output
+
+
 __all__ = ["assert_same_results", "episodes_without_timing", "read_manifest", "require", "run_dir_of"]

@@ -17,15 +17,9 @@ TASK = "PushCube-v1"
 
 
 @pytest.fixture(scope="module")
-def dataset(short_tasks, tmp_path_factory) -> Path:
-    """The expert on 2 PushCube episodes, v2.1 with PNG frames (no lerobot conversion, no video encoding)."""
-    from bench.cli import main
-
-    output = tmp_path_factory.mktemp("record") / "ds"
-    assert main(["record", "--layout", "pi05", "--tasks", TASK, "--episodes", "2", "--format", "v2.1", "--no-video",
-                 "--end-after-success", "1", "--tasks-dir", str(short_tasks), "--output", str(output),
-                 "--num-envs", "2"]) == 0
-    return output
+def dataset(pushcube_recording) -> Path:
+    """The expert on 3 PushCube episodes, v2.1 with PNG frames (conftest)."""
+    return pushcube_recording
 
 
 @pytest.fixture(scope="module")
