@@ -227,7 +227,7 @@ def _bench_json(plan: _Plan, description: dict, packages: dict, renderer: str, s
         "renderer": renderer, "packages": packages, "git_revision": contract.git_revision(), **extra})
 
 
-def _finish(plan: _Plan, writer: V21Writer, bench: dict) -> dict:
+def _finish(plan: _Plan, bench: dict) -> dict:
     """Norm stats, bench.json's final form, and the v3.0 conversion when asked."""
     root = plan.config.output
     dataset = open_dataset(root)
@@ -289,7 +289,7 @@ def record(config: RecordConfig, console: Console | None = None) -> dict:
     finally:
         live.__exit__()
         events.close()
-    bench = _finish(plan, writer, bench)
+    bench = _finish(plan, bench)
     _summary(console, config, bench, writer)
     return bench
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.policies import pi_transforms as transforms
-from bench.policies.pi_checkpoint import TINY_MARKER
+from bench.datasets.stats import frame_stats
+from bench.policies.pi_checkpoint import LEROBOT_KEYS, TINY_MARKER, read_stats
 from bench.policies.pi_normalize import Normalizer
 from bench.policies.pi_tiny import train_tokenizer
 from bench.policies.pi_types import IMAGE_KEYS, MODEL_DIM, STATE_BINS
@@ -156,13 +157,6 @@ def _unpack(folder: Path) -> Frames:
 
 # --- train -----------------------------------------------------------------------------------------------------------
 
-def statistics(x: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-dimension statistics under the names lerobot's normalizer uses."""
-    x = x.astype(np.float64)
-    return {"mean": x.mean(0), "std": x.std(0), "min": x.min(0), "max": x.max(0),
-            "q01": np.quantile(x, 0.01, axis=0), "q99": np.quantile(x, 0.99, axis=0)}
-
-
 def model_inputs(data: Frames, model: str, tokenizer: Path, max_len: int, norm: dict[str, Normalizer]):
     """Tokens and (Pi0) normalized padded state for every frame, through bench's own transform steps."""
     state_in_prompt = model == "pi05"
@@ -194,7 +188,8 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
     rng = np.random.default_rng(seed)
     data = load_frames(dataset)
     quantiles = model == "pi05"  # lerobot's defaults: Pi0.5 QUANTILES, Pi0 MEAN_STD
-    stats = {"state": statistics(data.state), "actions": statistics(data.actions)} if init is None else _stats_of(init)
+    stats = ({"state": frame_stats(data.state), "actions": frame_stats(data.actions)} if init is None else
+             read_stats(init / NORMALIZER_FILE))
     norm = {k: Normalizer.from_stats(v, quantiles, "lerobot") for k, v in stats.items()}
     max_len = max_len or (48 if model == "pi05" else 24)
     tokens, token_masks, state, longest = model_inputs(data, model, tokenizer, max_len, norm)
@@ -267,15 +262,6 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
     return out
 
 
-def _stats_of(checkpoint: Path) -> dict[str, dict[str, np.ndarray]]:
-    from safetensors.numpy import load_file
-
-    flat = load_file(str(checkpoint / NORMALIZER_FILE))
-    return {key: {name.removeprefix(f"{feature}."): value.astype(np.float64) for name, value in flat.items()
-                  if name.startswith(f"{feature}.")} for key, feature in (("state", "observation.state"),
-                                                                           ("actions", "action"))}
-
-
 def _random_shift(images, pad: int, rng):
     """DrQ-style augmentation: each image shifted by up to `pad` pixels (edge pixels repeated)."""
     import torch
@@ -296,8 +282,8 @@ def save(policy, out: Path, model: str, stats: dict, data: Frames, curve: list, 
     policy.to(torch.bfloat16)  # ~9 MB on disk; bench loads it into the preset's dtype
     policy.save_pretrained(out)
     (out / TINY_MARKER).write_text(json.dumps(SMALL_ARCH, indent=2))
-    flat = {f"{feature}.{name}": value.astype(np.float32) for key, feature in
-            (("state", "observation.state"), ("actions", "action")) for name, value in stats[key].items()}
+    flat = {f"{feature}.{name}": np.asarray(value, np.float32) for key, feature in LEROBOT_KEYS.items()
+            for name, value in stats[key].items()}
     save_file(flat, str(out / NORMALIZER_FILE))
     (out / "training.json").write_text(json.dumps({"model": model, "settings": settings, "curve": curve,
                                                    "arch": SMALL_ARCH, "episodes": data.episodes}, indent=1))

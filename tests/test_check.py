@@ -12,6 +12,7 @@ import pytest
 
 from bench.adapters import STATE_LAYOUTS
 from bench.check import findings, normstats, replay
+from bench.datasets.stats import frame_stats
 from bench.policies.pi_normalize import Normalizer
 from bench.tasks import load_suite
 
@@ -71,7 +72,7 @@ def test_a_layout_inverted_gives_back_its_state(layout):
 def test_norm_stats_tolerance_is_in_dataset_stds():
     rng = np.random.default_rng(2)
     values = rng.normal([0.0, 1.0, 5.0], [1.0, 0.1, 0.0], size=(2000, 3))
-    data = normstats.dataset_stats(values)
+    data = frame_stats(values)
     recomputed = {"per frame": data}
     same = Normalizer.from_stats({k: v.tolist() for k, v in data.items()}, use_quantiles=True)
     assert normstats.compare("state", same, recomputed, exact_width=True).verdict == findings.OK

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.check.findings import FAIL, OK, WARN, Finding, fail, graded
+from bench.datasets.stats import frame_stats, openpi_norm_stats
 from bench.policies.pi_normalize import Normalizer
 
 TOLERANCE_OK = 0.1  # dataset stds
@@ -24,19 +25,10 @@ TOLERANCE_FAIL = 0.5  # dataset stds
 STD_FLOOR = 1e-2  # absolute (rad, m, normalized action units): near-constant dims are not divided by ~0
 
 
-def dataset_stats(values: np.ndarray) -> dict[str, np.ndarray]:
-    """openpi's statistics of [N, D] values: mean, std, q01, q99 per dimension (float64)."""
-    values = np.asarray(values, np.float64)
-    return {"mean": values.mean(0), "std": values.std(0), "q01": np.quantile(values, 0.01, axis=0),
-            "q99": np.quantile(values, 0.99, axis=0)}
-
-
 def references(episodes: list[tuple[np.ndarray, np.ndarray]], horizon: int) -> dict[str, dict]:
     """"state" / "actions" -> {how: statistics}: per frame, and openpi's (when the dataset fills one batch)."""
-    from bench.datasets.stats import openpi_norm_stats
-
-    found = {"state": {"per frame": dataset_stats(np.concatenate([s for s, _ in episodes]))},
-             "actions": {"per frame": dataset_stats(np.concatenate([a for _, a in episodes]))}}
+    found = {"state": {"per frame": frame_stats(np.concatenate([s for s, _ in episodes]))},
+             "actions": {"per frame": frame_stats(np.concatenate([a for _, a in episodes]))}}
     try:
         openpi = openpi_norm_stats(episodes, horizon)["norm_stats"]
     except ValueError:  # fewer frames than one of openpi's batches

@@ -60,6 +60,14 @@ class RunningStats:
                 "q99": self.quantile(0.99).tolist()}
 
 
+def frame_stats(values: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-dimension statistics of [N, D] vectors taken frame by frame (float64), under lerobot's names: mean, std,
+    min, max, q01, q99 (exact quantiles, not openpi's histogram ones)."""
+    values = np.asarray(values, np.float64)
+    return {"mean": values.mean(0), "std": values.std(0), "min": values.min(0), "max": values.max(0),
+            "q01": np.quantile(values, 0.01, axis=0), "q99": np.quantile(values, 0.99, axis=0)}
+
+
 def action_chunks(actions: np.ndarray, horizon: int) -> np.ndarray:
     """[T, dim] -> [T, horizon, dim]: frame t's actions t .. t+horizon-1, the last one repeated past the end."""
     index = np.minimum(np.arange(len(actions))[:, None] + np.arange(horizon)[None, :], len(actions) - 1)

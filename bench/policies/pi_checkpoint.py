@@ -101,7 +101,7 @@ def lerobot_uses_quantiles(checkpoint: Path | None) -> bool | None:
     return LEROBOT_MODES[modes.pop()]
 
 
-def _read_stats(path: Path) -> dict[str, dict]:
+def read_stats(path: Path) -> dict[str, dict]:
     """{"state": {"mean": ..., ...}, "actions": {...}} from either format."""
     if path.suffix == ".safetensors":
         from safetensors.numpy import load_file
@@ -126,7 +126,7 @@ def load_norm_stats(path: Path, use_quantiles: bool, convention: str = "openpi")
     if not path.is_file():
         raise BenchError(f"norm stats not found at {path}: pass --norm-stats with the checkpoint's norm_stats.json")
     try:
-        stats = _read_stats(path)
+        stats = read_stats(path)
         return {key: Normalizer.from_stats(stats[key], use_quantiles, convention) for key in ("state", "actions")}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, OSError) as e:
         quantiles = " with q01/q99 (quantile normalization)" if use_quantiles else ""
