@@ -47,9 +47,9 @@ NORMALIZER_FILE = "policy_preprocessor_step_0_normalizer_processor.safetensors"
 
 # --- tokenizer -------------------------------------------------------------------------------------------------------
 
-def tokenizer_command(dataset: list[Path], out: Path, vocab_size: int = SMALL_ARCH["vocab_size"], seed: int = 0) -> Path:
-    """A SentencePiece model laid out like PaliGemma's, trained on the dataset's prompts in both models' formats:
-    Pi0's instruction and Pi0.5's "Task: ..., State: <bins>;\\nAction: " with every bin value present."""
+def prompt_corpus(dataset: list[Path], seed: int = 0) -> tuple[str, ...]:
+    """The dataset's prompts in both models' formats: Pi0's instruction and Pi0.5's "Task: ..., State: <bins>;\\n
+    Action: " with every bin value present."""
     from bench.datasets.read import open_dataset
 
     rng = np.random.default_rng(seed)
@@ -61,7 +61,55 @@ def tokenizer_command(dataset: list[Path], out: Path, vocab_size: int = SMALL_AR
             state = rng.uniform(-1.05, 1.05, width)
             corpus.append(transforms.pi05_prompt(text, state))
     corpus.append(" ".join(str(b) for b in range(STATE_BINS)))
-    return train_tokenizer(out, "small", tuple(corpus), vocab_size)
+    return tuple(corpus)
+
+
+def tokenizer_command(dataset: list[Path], out: Path, vocab_size: int = SMALL_ARCH["vocab_size"], seed: int = 0) -> Path:
+    """A SentencePiece model laid out like PaliGemma's, trained on the dataset's prompts (`prompt_corpus`)."""
+    return train_tokenizer(out, "small", prompt_corpus(dataset, seed), vocab_size)
+
+
+PALIGEMMA_REPO = "google/paligemma-3b-pt-224"  # whose tokenizer lerobot's Pi0/Pi0.5 processors load from the Hub
+
+
+def paligemma_standin_command(dataset: list[Path], hf_home: Path, vocab_size: int = SMALL_ARCH["vocab_size"],
+                              seed: int = 0) -> Path:
+    """For lerobot-train offline (no Hub): a tokenizer of our own, trained on the dataset's prompts, put in the
+    Hugging Face cache under `HF_HOME=hf_home` as google/paligemma-3b-pt-224's, which lerobot's processors then load
+    with `HF_HUB_OFFLINE=1`. Gemma's whitespace convention, so Hugging Face's GemmaTokenizer and SentencePiece (what
+    `bench run --tokenizer SNAPSHOT/tokenizer.model` uses) give the same ids: checked on the corpus before it is
+    written. Ids stay below the model's vocabulary (257,152 at full size), so a full-size model trains with it."""
+    import shutil
+    import tempfile
+
+    import sentencepiece
+    from transformers import AutoTokenizer
+
+    corpus = prompt_corpus(dataset, seed)
+    repo = Path(hf_home) / "hub" / ("models--" + PALIGEMMA_REPO.replace("/", "--"))
+    snapshot = repo / "snapshots" / "bench-standin"
+    with tempfile.TemporaryDirectory() as tmp:
+        model = train_tokenizer(Path(tmp), "tokenizer", corpus, vocab_size, dummy_prefix=False)
+        snapshot.mkdir(parents=True, exist_ok=True)
+        shutil.copy(model, snapshot / "tokenizer.model")
+    (snapshot / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "GemmaTokenizer", "add_bos_token": True, "add_eos_token": False, "bos_token": "<s>",
+        "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>", "padding_side": "right"}, indent=1))
+    # AutoTokenizer reads the model's config.json first (for its model type) and fails offline without one
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "paligemma"}))
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text("bench-standin")
+    # + tokenizer.json: loading by repo name (what lerobot does) does not convert tokenizer.model
+    AutoTokenizer.from_pretrained(str(snapshot)).save_pretrained(str(snapshot))
+    hf = AutoTokenizer.from_pretrained(PALIGEMMA_REPO, cache_dir=str(repo.parent), local_files_only=True)
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(snapshot / "tokenizer.model"))
+    for text in corpus[:: max(1, len(corpus) // 50)]:
+        if hf(text).input_ids != sp.encode(text, add_bos=True):
+            shutil.rmtree(repo)
+            raise SystemExit(f"Hugging Face and SentencePiece tokenize {text!r} differently: stand-in not written")
+    print(f"{PALIGEMMA_REPO} stand-in ({sp.get_piece_size()} pieces) in {snapshot}: export HF_HOME={hf_home} "
+          f"HF_HUB_OFFLINE=1; evaluate with --tokenizer {snapshot / 'tokenizer.model'}")
+    return snapshot
 
 
 # --- data ------------------------------------------------------------------------------------------------------------
@@ -177,7 +225,8 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
                   device: str = "auto", seed: int = 0, minutes: float = 0.0, log_every: int = 200,
                   init: Path | None = None) -> Path:
     """Trains from random weights, or goes on from checkpoint `init` (its weights and its normalization statistics);
-    stops after `steps` or `minutes` (if > 0), whichever comes first, and saves."""
+    stops after `steps` or `minutes` (if > 0), whichever comes first (the learning rate follows a cosine to 0 at
+    that point), and saves."""
     import torch
 
     from bench.policies.pi_lerobot import _modules
@@ -218,9 +267,14 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
     offsets = torch.arange(horizon, device=device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4, betas=(0.9, 0.95))
     warmup = min(500, steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (
-        1 + math.cos(math.pi * min(1.0, s / steps))))
     n, started, curve = len(data.state), time.perf_counter(), []
+
+    def progress(step: int) -> float:  # of the step budget or of the time limit: the learning rate reaches 0 at either
+        spent = (time.perf_counter() - started) / (minutes * 60) if minutes else 0.0
+        return min(1.0, max(step / steps, spent))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (
+        1 + math.cos(math.pi * progress(s))))
     autocast = torch.autocast("cuda", torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     for step in range(steps):
         idx = torch.from_numpy(rng.integers(0, n, batch_size)).to(device)
@@ -292,5 +346,5 @@ def save(policy, out: Path, model: str, stats: dict, data: Frames, curve: list, 
 if __name__ == "__main__":
     import tyro
 
-    tyro.extras.subcommand_cli_from_dict({"tokenizer": tokenizer_command, "pack": pack_command,
-                                          "train": train_command})
+    tyro.extras.subcommand_cli_from_dict({"tokenizer": tokenizer_command, "paligemma-standin": paligemma_standin_command,
+                                          "pack": pack_command, "train": train_command})

@@ -109,9 +109,10 @@ class TinyLerobotPiBackend(LerobotPiBackend):
 
 
 def train_tokenizer(folder: Path, name: str = "tiny", corpus: tuple[str, ...] = TOKENIZER_CORPUS,
-                    vocab_size: int = 300) -> Path:
+                    vocab_size: int = 300, dummy_prefix: bool = True) -> Path:
     """A SentencePiece model trained in milliseconds, laid out like PaliGemma's (pad 0, eos 1, bos 2, unk 3, byte
-    fallback, whitespace and "\\n" kept): `folder`/`name`.model."""
+    fallback, whitespace and "\\n" kept): `folder`/`name`.model. `dummy_prefix=False` is Gemma's whitespace
+    convention (no space added before the text), the one Hugging Face's GemmaTokenizer applies to any model file."""
     import sentencepiece
 
     folder = Path(folder)
@@ -120,7 +121,8 @@ def train_tokenizer(folder: Path, name: str = "tiny", corpus: tuple[str, ...] = 
     sentencepiece.SentencePieceTrainer.train(
         input=str(folder / "corpus.txt"), model_prefix=str(folder / name), vocab_size=vocab_size,
         byte_fallback=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3, model_type="bpe", minloglevel=2,
-        normalization_rule_name="identity", remove_extra_whitespaces=False, hard_vocab_limit=False)
+        normalization_rule_name="identity", remove_extra_whitespaces=False, hard_vocab_limit=False,
+        add_dummy_prefix=dummy_prefix)
     return folder / f"{name}.model"
 
 
