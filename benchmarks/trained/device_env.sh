@@ -2,17 +2,26 @@
 # per machine into /opt/site (kept while the machine stays warm), Vulkan/EGL loaders from .gl/ (see the device README).
 # .device/c1: sim-site.tar.xz (ManiSkill, SAPIEN; ../shared/tools/pack-device-site.sh sim, oidn CUDA device and an
 # unused scene removed); .device/c2: policy-site.tar.xz (lerobot 0.6.1, transformers 5.5.4), openpi-site.tar.xz
-# (tyro, openpi), wheels (av, datasets, dill, multiprocess). Each call carries at most 64 MiB, hence two folders.
+# (tyro, openpi), wheels (datasets, dill, multiprocess, jaxtyping); .device/c5: the av wheel (lerobot.datasets).
+# Each call carries at most 64 MiB, hence several folders.
 set -e
 for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done; ldconfig
-mkdir -p /opt/site
-for t in .device/c1/*.tar.xz .device/c2/*.tar.xz; do
+mkdir -p /opt/site /opt/parts
+# a tarball too big for one call's carry comes in parts (split -d) over several calls, with its sha256: joined once
+# every part is there
+for p in .device/c*/*.part-*; do [ -f "$p" ] && cp -n "$p" /opt/parts/; done
+for sum in .device/c*/*.sha256; do
+  [ -f "$sum" ] || continue; t=/opt/parts/$(basename "$sum" .sha256)
+  want=$(cut -d' ' -f1 "$sum")
+  [ -f "$t" ] || { cat "$t".part-* > "$t.tmp" && [ "$(sha256sum < "$t.tmp" | cut -d' ' -f1)" = "$want" ] && mv "$t.tmp" "$t"; } || rm -f "$t.tmp"
+done
+for t in .device/c1/*.tar.xz .device/c2/*.tar.xz /opt/parts/*.tar.xz; do
   [ -f "$t" ] && [ ! -f "/opt/site/.$(basename "$t")" ] && tar -xJf "$t" -C /opt/site && touch "/opt/site/.$(basename "$t")"
 done
-if ls .device/c2/*.whl >/dev/null 2>&1 && [ ! -f /opt/site/.wheels ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /opt/site .device/c2/*.whl
-  touch /opt/site/.wheels
-fi
+for w in .device/c*/*.whl; do
+  [ -f "$w" ] && [ ! -f "/opt/site/.$(basename "$w")" ] && python3 -m pip install -q --no-index --no-deps --no-compile \
+    --no-cache-dir --upgrade --target /opt/site "$w" && touch "/opt/site/.$(basename "$w")"
+done
 if [ ! -d /opt/site/bench-0.1.0.dist-info ]; then  # bench runs from this tree; its plugins are entry points
   python3 - <<'PY'
 import pathlib, tomllib
