@@ -74,22 +74,68 @@ def test_norm_stats_tolerance_is_in_dataset_stds():
     values = rng.normal([0.0, 1.0, 5.0], [1.0, 0.1, 0.0], size=(2000, 3))
     data = frame_stats(values)
     recomputed = {"per frame": data}
+    quiet = {name: np.zeros(3) for name in normstats.STATISTICS}  # no sampling noise: the tolerances alone
     same = Normalizer.from_stats({k: v.tolist() for k, v in data.items()}, use_quantiles=True)
-    assert normstats.compare("state", same, recomputed, exact_width=True).verdict == findings.OK
+    assert normstats.compare("state", same, recomputed, True, quiet, 1).verdict == findings.OK
     shifted = {**data, "q99": data["q99"] + np.array([0.0, 0.03, 0.0])}  # 0.3 std of dim 1
-    found = normstats.compare("state", Normalizer.from_stats(shifted, use_quantiles=True), recomputed, exact_width=True)
+    found = normstats.compare("state", Normalizer.from_stats(shifted, use_quantiles=True), recomputed, True, quiet, 1)
     assert found.verdict == findings.WARN and "worst dim 1 q99" in found.detail
     neutral = Normalizer.from_stats({"mean": [0] * 3, "std": [1] * 3, "q01": [-1] * 3, "q99": [1] * 3}, True)
-    found = normstats.compare("state", neutral, recomputed, exact_width=True)
+    found = normstats.compare("state", neutral, recomputed, True, quiet, 1)
     assert found.verdict == findings.FAIL and found.fix
     mean_std = Normalizer.from_stats({**data, "q99": data["q99"] + 10}, use_quantiles=False)  # q99 is not used
-    assert normstats.compare("state", mean_std, recomputed, exact_width=True).verdict == findings.OK
+    assert normstats.compare("state", mean_std, recomputed, True, quiet, 1).verdict == findings.OK
     wide = Normalizer.from_stats({k: np.pad(v, (0, 29)).tolist() for k, v in data.items()}, use_quantiles=True)
-    assert normstats.compare("actions", wide, recomputed, exact_width=False).verdict == findings.OK  # padded to 32
-    assert normstats.compare("state", wide, recomputed, exact_width=True).verdict == findings.FAIL
+    assert normstats.compare("actions", wide, recomputed, False, quiet, 1).verdict == findings.OK  # padded to 32
+    assert normstats.compare("state", wide, recomputed, True, quiet, 1).verdict == findings.FAIL
     # the closer of two recomputations counts (openpi's chunked stats weigh episode ends differently)
-    found = normstats.compare("state", Normalizer.from_stats(shifted, True), {**recomputed, "openpi": shifted}, True)
+    found = normstats.compare("state", Normalizer.from_stats(shifted, True), {**recomputed, "openpi": shifted}, True,
+                               quiet, 1)
     assert found.verdict == findings.OK and found.data["recomputed"] == "openpi"
+
+
+def correlated_episodes(rng, count: int, frames: int = 50, dims: int = 3) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(state, actions) episodes of strongly autocorrelated frames (AR(1), 0.95) around a random offset per episode:
+    an episode's frames tell little more than one frame does, as in recorded data."""
+    x = np.empty((count, frames, dims))
+    x[:, 0] = rng.normal(size=(count, dims))
+    for t in range(1, frames):
+        x[:, t] = 0.95 * x[:, t - 1] + rng.normal(0, np.sqrt(1 - 0.95**2), (count, dims))
+    x += rng.normal(size=(count, 1, dims))
+    return [(e, e[:, :2]) for e in x]
+
+
+def test_norm_stats_discount_the_sampling_noise_of_few_episodes():
+    """20 small datasets (12 episodes) drawn from the distribution a checkpoint was trained on (500 episodes): the
+    deviation alone (the old rule) fails a consistent checkpoint on many of them; beyond 3x the bootstrapped noise,
+    Pi0's mean/std never fail and Pi0.5's quantiles fail far less often (a bootstrap of 12 episodes cannot see
+    how far the true 1% quantile lies outside them: the docs say so), while stats 2 stds off fail every time."""
+    rng = np.random.default_rng(0)
+    trained = frame_stats(np.concatenate([s for s, _ in correlated_episodes(rng, 500)]))  # the checkpoint's data
+    shifted = {**trained, **{name: trained[name] + 2 * trained["std"] for name in ("mean", "q01", "q99")}}
+    old_fails, new_fails, shifted_fails = {True: 0, False: 0}, {True: 0, False: 0}, 0
+    for _ in range(20):
+        sample = correlated_episodes(rng, 12)
+        data = frame_stats(np.concatenate([s for s, _ in sample]))
+        noise = normstats.sampling_noise(sample)["state"]
+        for quantiles in (True, False):  # Pi0.5, Pi0
+            consistent = Normalizer.from_stats(trained, use_quantiles=quantiles)
+            deviation = max(d.max() for d in normstats.deviations(consistent, data, data["std"]).values())
+            old_fails[quantiles] += deviation > normstats.TOLERANCE_FAIL
+            found = normstats.compare("state", consistent, {"per frame": data}, True, noise, 12)
+            new_fails[quantiles] += found.verdict == findings.FAIL
+            assert "sampling noise" in found.detail and "over 12 episodes" in found.detail
+            assert found.data["episodes"] == 12 and all(len(n) == 3 for n in found.data["noise_std"].values())
+            shifted_fails += normstats.compare("state", Normalizer.from_stats(shifted, quantiles), {"per frame": data},
+                                               True, noise, 12).verdict == findings.FAIL
+    assert old_fails[False] >= 3 and new_fails[False] == 0
+    assert old_fails[True] >= 15 and new_fails[True] <= old_fails[True] // 2
+    assert shifted_fails == 40
+    # the bootstrap is seeded, and the noise shrinks as 1/sqrt(episodes): a large dataset is judged nearly as before
+    np.testing.assert_array_equal(noise["q99"], normstats.sampling_noise(sample)["state"]["q99"])
+    large = normstats.sampling_noise(correlated_episodes(rng, 400))["state"]
+    assert all(large[name].max() < noise[name].max() / 2 for name in noise)
+    assert large["mean"].max() < 0.06 and large["q99"].max() < 0.2
 
 
 # --- without a dataset: preset vs checkpoint vs task ---------------------------------------------------------------
@@ -168,17 +214,10 @@ def test_a_remote_servers_actions_are_held_against_the_controller(bench, tmp_pat
 # --- against a dataset recorded by `bench record` ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory, short_tasks) -> Path:
-    """Two expert episodes of PushCube (pi05 layout, LeRobot v2.1, lossless PNG images), ending 5 frames after
-    success: one dataset for every check below."""
-    require("datasets", "bench record writes LeRobot datasets: pip install 'lerobot[dataset]'")
-    from bench.cli import main
-
-    output = tmp_path_factory.mktemp("recorded") / "pushcube"
-    assert main(["record", "--policy", "expert", "--layout", "pi05", "--tasks", "PushCube-v1", "--episodes", "2",
-                 "--num-envs", "2", "--format", "v2.1", "--no-video", "--end-after-success", "5", "--tasks-dir",
-                 str(short_tasks), "--output", str(output)]) == 0
-    return output
+def recorded(pushcube_recording) -> Path:
+    """Three expert episodes of PushCube (pi05 layout, LeRobot v2.1, lossless PNG images; conftest's shared
+    recording): one dataset for every check below."""
+    return pushcube_recording
 
 
 def check_report(bench, folder: Path, *args: str) -> tuple[int, dict]:

@@ -147,9 +147,11 @@ def _spec_with_dataset(preset: PolicyPreset, files, ds, keys: dict, data: Episod
                   spec.fps_spec(float(ds.info["fps"]), task),
                   spec.prompts([p for p, t in zip(data.prompts, data.tasks) if t == task], task)]
     horizon = (recorded.get("openpi_norm_stats") or {}).get("action_horizon") or params.get("action_horizon") or 50
-    recomputed = normstats.references(list(zip(data.states, data.actions)), int(horizon))
-    found.append(normstats.compare("state", files.normalizers["state"], recomputed["state"], exact_width=True))
-    found.append(normstats.compare("actions", files.normalizers["actions"], recomputed["actions"], exact_width=False))
+    episodes = list(zip(data.states, data.actions))
+    recomputed, noise = normstats.references(episodes, int(horizon)), normstats.sampling_noise(episodes)
+    for key, exact_width in (("state", True), ("actions", False)):
+        found.append(normstats.compare(key, files.normalizers[key], recomputed[key], exact_width, noise[key],
+                                       len(episodes)))
     return found
 
 
