@@ -15,7 +15,7 @@ import pytest
 def test_signal_keeps_finished_episodes(tmp_path, short_tasks, signum):
     run = tmp_path / "x"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "run", "--policy", "zero", "--tasks", "PickCube-v1", "--episodes", "4",
+        [sys.executable, "-m", "bench.cli", "run", "--policy", "zero", "--tasks", "PickCube-v1", "--episodes", "8",
          "--num-envs", "2", "--output", str(tmp_path), "--run-id", "x", "--tasks-dir", str(short_tasks)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -27,7 +27,9 @@ def test_signal_keeps_finished_episodes(tmp_path, short_tasks, signum):
     output, _ = proc.communicate(timeout=90)
     assert proc.returncode == 130, output
     records = [json.loads(line) for line in episodes.read_text().splitlines()]
-    assert len(records) == 2  # the first wave finished; the second was in flight
+    # the waves finished before the signal are kept (on a loaded machine more than the first may finish before it
+    # arrives); the one in flight is not written, and the run did not go on to its end
+    assert 2 <= len(records) < 8 and len(records) % 2 == 0
     assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
     assert "(interrupted)" in output and (run / "leaderboard.md").is_file()
     assert sorted(os.listdir(run)) == [".lock", "episodes.jsonl", "episodes.parquet", "leaderboard.csv",
