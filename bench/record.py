@@ -22,12 +22,13 @@ from rich.console import Console
 
 from bench import __version__, contract
 from bench.adapters import controller_action
+from bench.atomic import write_json, write_text
 from bench.config import RunConfig
 from bench.datasets import convert
 from bench.datasets.layout import FORMATS, KEYS, DatasetLayout, resolve_layout
 from bench.datasets.read import BENCH_JSON, NORM_STATS, open_dataset
 from bench.datasets.stats import OPENPI_BATCH_SIZE, openpi_norm_stats
-from bench.datasets.v21 import VIDEO_CODEC, V21Writer, write_text
+from bench.datasets.v21 import VIDEO_CODEC, V21Writer
 from bench.doctor import vulkan_check
 from bench.engine import evaluate
 from bench.envs import default_num_envs
@@ -37,7 +38,7 @@ from bench.events import Started, Wave
 from bench.policies import DEFAULT_PRESETS_DIR, PolicyPreset, preflight_policy, resolve_preset
 from bench.policies import pi_transforms as transforms
 from bench.progress import LiveProgress
-from bench.results import probe_writable, write_json_atomic
+from bench.results import probe_writable
 from bench.tasks import DEFAULT_TASKS_DIR, Episode, TaskSpec, TaskSuite, episode_seed, load_suite
 
 RECORD_SEED_OFFSET = 2**31  # recording seeds: 2^31 + episode_seed(...), in [2^31, 2^32); evaluation's are < 2^31
@@ -242,7 +243,7 @@ def _finish(plan: _Plan, bench: dict) -> dict:
                                       OPENPI_BATCH_SIZE, "how": "openpi scripts/compute_norm_stats.py's RunningStats "
                                       "over state and action chunks (bench.datasets.stats)"}
     bench = {**bench, **extra, "status": "complete", "episodes_written": len(vectors), "frames": frames}
-    write_json_atomic(root / BENCH_JSON, bench)
+    write_json(root / BENCH_JSON, bench)
     if plan.layout.format == "v3.0" and vectors:
         convert.to_v30(root)
     return bench
@@ -273,7 +274,7 @@ def record(config: RecordConfig, console: Console | None = None) -> dict:
                 if writer is None:
                     writer = V21Writer.create(config.output, layout, tasks[0].control_freq, config.video,
                                               tasks[0].robot)
-                write_json_atomic(config.output / BENCH_JSON, bench)
+                write_json(config.output / BENCH_JSON, bench)
                 verb = f"resuming ({len(done)} episodes already finished)" if done else "recording"
                 console.print(f"[bold]bench record[/] {config.output}: {verb}, policy {plan.preset.name}, layout "
                               f"{layout.preset}/{layout.keys} ({layout.format}), {len(tasks)} task(s) x "

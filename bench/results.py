@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.atomic import write_json
 from bench.errors import BenchError
 
 MANIFEST = "manifest.json"
@@ -30,19 +31,6 @@ EPISODES_PARQUET = "episodes.parquet"
 def new_run_id(policy: str) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{policy}-{os.getpid()}"
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write to a temporary file and rename over the target, so readers never see half a file."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        try:
-            json.dump(data, f, indent=2, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        except BaseException:
-            os.unlink(f.name)
-            raise
-    os.replace(f.name, path)
 
 
 def probe_writable(root: Path) -> None:
@@ -88,7 +76,7 @@ class RunWriter:
             self.records = read_episodes(run_dir).to_dict("records")
         resumed = [*manifest.get("resumed", []), datetime.now(timezone.utc).isoformat()] if resume else []
         self.manifest = {**manifest, "status": "running", **({"resumed": resumed} if resume else {})}
-        write_json_atomic(run_dir / MANIFEST, self.manifest)
+        write_json(run_dir / MANIFEST, self.manifest)
         self._episodes = (run_dir / EPISODES).open("a")
 
     def append(self, record: dict) -> None:
@@ -109,7 +97,7 @@ class RunWriter:
         table = pd.DataFrame.from_records(self.records)
         table.to_parquet(self.run_dir / EPISODES_PARQUET, index=False)
         self.manifest.update(status=status, finished=datetime.now(timezone.utc).isoformat(), **extra)
-        write_json_atomic(self.run_dir / MANIFEST, self.manifest)
+        write_json(self.run_dir / MANIFEST, self.manifest)
         self._lock.close()
         return table
 

@@ -9,14 +9,13 @@ commit point. A process killed between two of those renames leaves meta files on
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from bench.atomic import atomic_path, write_text
 from bench.datasets.layout import DatasetLayout
 
 CHUNK = 1000  # episodes per chunk folder (LeRobot's default)
@@ -30,25 +29,6 @@ VIDEO_CODEC = {"codec": "h264", "encoder": "libx264", "pix_fmt": "yuv420p", "crf
 INDEX_FEATURES = {name: {"dtype": dtype, "shape": [1], "names": None} for name, dtype in
                   (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"),
                    ("index", "int64"), ("task_index", "int64"))}
-
-
-@contextlib.contextmanager
-def atomic(path: Path):
-    """Yields a temporary path beside `path`; renamed over `path` (after fsync) only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text(path: Path, text: str) -> None:
-    with atomic(path) as tmp:
-        tmp.write_text(text)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -80,7 +60,7 @@ def encode_video(frames: np.ndarray, path: Path, fps: int) -> None:
     """uint8 [T, H, W, 3] -> an MP4 at `path` (VIDEO_CODEC), written atomically."""
     import av
 
-    with atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         with av.open(str(tmp), "w", format="mp4") as out:
             stream = out.add_stream(VIDEO_CODEC["encoder"], rate=fps,
                                     options={"crf": str(VIDEO_CODEC["crf"]), "g": str(VIDEO_CODEC["g"])})
@@ -216,7 +196,7 @@ class V21Writer:
         chunk = index // CHUNK
         import pyarrow.parquet as pq
 
-        with atomic(self.root / DATA_PATH.format(episode_chunk=chunk, episode_index=index)) as tmp:
+        with atomic_path(self.root / DATA_PATH.format(episode_chunk=chunk, episode_index=index)) as tmp:
             pq.write_table(_table(columns, feats), tmp)
         for key in self.video_keys:
             encode_video(columns[key], self.root / VIDEO_PATH.format(episode_chunk=chunk, video_key=key,
