@@ -1,11 +1,14 @@
 """The committed small Pi0 and Pi0.5 (benchmarks/trained, docs/trained-policies.md), trained from scratch on expert
 data `bench record` wrote, scored through `bench run --episodes-from` on recorded PushCube episodes on CPU
-(lavapipe). Measured on the first six: Pi0 6/6, Pi0.5 5/6; on the first three, which this test runs, 3/3 each, so
+(lavapipe). Measured on the first six: Pi0 6/6, Pi0.5 6/6; on the first three, which this test runs, 3/3 each, so
 it asks for 2 of 3. The random policy succeeds on 1 of 32 such episodes: a regression in an
 adapter, a normalization, Pi0.5's state prompt, the tokenization, chunking or the action mapping fails here."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,3 +32,34 @@ def test_trained_small_pi_reproduces_recorded_pushcube_episodes(model, pushcube_
     episodes = read_episodes(tmp_path / model)
     assert len(episodes) == 3 and (episodes["status"] == "ok").all()
     assert episodes["success_once"].sum() >= 2, episodes[["episode", "seed", "success_once"]]
+
+
+STANDIN_CHECK = """
+import sys
+import numpy as np
+from lerobot.processor.tokenizer_processor import TokenizerProcessorStep
+from bench.policies import pi_transforms
+step = TokenizerProcessorStep(tokenizer_name="google/paligemma-3b-pt-224", max_length=48)
+text = pi_transforms.pi05_prompt(sys.argv[1], np.array([0.5, -0.25, 0.0, 0.9, -1.0, 0.1, 0.2, 0.3]))
+ours, _ = pi_transforms.PromptTokenizer(sys.argv[2], 48)([text], pi0_format=False)
+theirs = step.input_tokenizer(text, max_length=48, padding="max_length", truncation=True)["input_ids"]
+assert list(ours[0]) == theirs, (list(ours[0]), theirs)
+print("same ids", len(step.input_tokenizer))
+"""
+
+
+def test_paligemma_standin_is_what_lerobot_loads_offline(pushcube_recording, tmp_path):
+    """The README's offline lerobot-train recipe: scripts/train_small_pi.py paligemma-standin fills HF_HOME, then
+    lerobot's own TokenizerProcessorStep (what lerobot-train's Pi0/Pi0.5 processors build) loads
+    google/paligemma-3b-pt-224 with the Hub off, and tokenizes a Pi0.5 prompt as bench's `--tokenizer` does."""
+    require("lerobot.processor.tokenizer_processor", "pip install -e '.[lerobot]'")
+    root = TRAINED.parents[1]
+    made = subprocess.run([sys.executable, str(root / "scripts" / "train_small_pi.py"), "paligemma-standin",
+                           "--dataset", str(pushcube_recording), "--hf-home", str(tmp_path / "hf")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    assert made.returncode == 0, made.stdout + made.stderr
+    model = next((tmp_path / "hf" / "hub").rglob("tokenizer.model"))
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)}
+    loaded = subprocess.run([sys.executable, "-c", STANDIN_CHECK, "Push and move a cube to a goal region.",
+                             str(model)], capture_output=True, text=True, env=env)
+    assert loaded.returncode == 0 and "same ids" in loaded.stdout, loaded.stdout + loaded.stderr
