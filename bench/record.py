@@ -28,7 +28,7 @@ from bench.datasets import convert
 from bench.datasets.layout import FORMATS, KEYS, DatasetLayout, resolve_layout
 from bench.datasets.read import BENCH_JSON, NORM_STATS, open_dataset
 from bench.datasets.stats import OPENPI_BATCH_SIZE, openpi_norm_stats
-from bench.datasets.v21 import VIDEO_CODEC, V21Writer
+from bench.datasets.v21 import VIDEO_CODEC, V21Writer, require_lerobot_datasets
 from bench.doctor import vulkan_check
 from bench.engine import evaluate
 from bench.envs import default_num_envs
@@ -177,8 +177,9 @@ def _resumed(config: RecordConfig) -> tuple[RecordConfig, dict]:
 
 
 def prepare(config: RecordConfig) -> _Plan:
-    """Every check that starts nothing: settings, tasks, presets, layout, the output folder."""
+    """Every check that starts nothing: settings, packages, tasks, presets, layout, the output folder."""
     config.validate()
+    require_lerobot_datasets()
     recorded = None
     if config.resume:
         config, recorded = _resumed(config)

@@ -146,6 +146,17 @@ def test_bad_input_exits_2_before_anything_starts(args, message, tmp_path, bench
     assert code == 2 and message in out and not (tmp_path / "ds").exists()
 
 
+def test_without_lerobot_datasets_the_recording_is_refused_before_it_starts(tmp_path):
+    """lerobot.datasets does not import without PyAV (seen on a machine that lacked it): one line, exit 2, nothing
+    written, instead of a traceback after the first episode."""
+    blocked = ("import sys; sys.modules['lerobot.datasets.compute_stats'] = None; from bench.cli import main; "
+               f"sys.exit(main(['record', '--layout', 'pi05', '--tasks', '{TASK}', '--output', sys.argv[1]]))")
+    result = subprocess.run([sys.executable, "-c", blocked, str(tmp_path / "ds")], capture_output=True, text=True)
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, lines
+    assert "needs lerobot.datasets" in lines[0] and "pip install" in lines[0] and not (tmp_path / "ds").exists()
+
+
 def test_existing_output_is_refused_unless_resumed(tmp_path, bench):
     (tmp_path / "ds").mkdir()
     code, out = bench("record", "--layout", "pi05", "--output", str(tmp_path / "ds"))

@@ -17,6 +17,7 @@ import numpy as np
 
 from bench.atomic import atomic_path, write_text
 from bench.datasets.layout import DatasetLayout
+from bench.errors import BenchError
 
 CHUNK = 1000  # episodes per chunk folder (LeRobot's default)
 DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
@@ -112,6 +113,18 @@ def _table(columns: dict[str, np.ndarray], feats: dict):
         arrays.append(array)
         fields.append(pa.field(key, array.type))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata={b"huggingface": _hf_metadata(feats)}))
+
+
+def require_lerobot_datasets() -> None:
+    """The writer computes lerobot's episode statistics and v3.0 goes through lerobot's converter: both need
+    `lerobot.datasets`, which will not import without its extra (datasets, PyAV). Checked before a recording
+    starts, so a missing package is one line, not a traceback after the first episode."""
+    try:
+        import lerobot.datasets.compute_stats  # noqa: F401
+    except ImportError as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BenchError(f"bench record needs lerobot.datasets, which does not import here ({reason}): "
+                         "pip install -e '.[lerobot]'") from None
 
 
 def episode_stats(columns: dict[str, np.ndarray], feats: dict) -> dict:
