@@ -223,9 +223,8 @@ def model_inputs(data: Frames, model: str, tokenizer: Path, max_len: int, norm: 
 def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = "pi05", steps: int = 20000,
                   batch_size: int = 64, lr: float = 3e-4, horizon: int = 10, max_len: int = 0, shift: int = 6,
                   device: str = "auto", seed: int = 0, minutes: float = 0.0, log_every: int = 200,
-                  init: Path | None = None, oversample: tuple[str, ...] = ()) -> Path:
+                  init: Path | None = None) -> Path:
     """Trains from random weights, or goes on from checkpoint `init` (its weights and its normalization statistics);
-    `oversample TASK=K` draws that task's frames K times as often as the others';
     stops after `steps` or `minutes` (if > 0), whichever comes first (the learning rate follows a cosine to 0 at
     that point), and saves."""
     import torch
@@ -269,7 +268,6 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4, betas=(0.9, 0.95))
     warmup = min(500, steps // 10)
     n, started, curve = len(data.state), time.perf_counter(), []
-    weights = frame_weights(data, oversample)
 
     def progress(step: int) -> float:  # of the step budget or of the time limit: the learning rate reaches 0 at either
         spent = (time.perf_counter() - started) / (minutes * 60) if minutes else 0.0
@@ -279,7 +277,7 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
         1 + math.cos(math.pi * progress(s))))
     autocast = torch.autocast("cuda", torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     for step in range(steps):
-        idx = torch.from_numpy(rng.choice(n, batch_size, p=weights)).to(device)
+        idx = torch.from_numpy(rng.integers(0, n, batch_size)).to(device)
         views, view_masks = [], []
         for key in IMAGE_KEYS:
             if key in images:
@@ -314,22 +312,8 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
             break
     save(policy, out, model, stats, data, curve, dict(steps=step + 1, batch_size=batch_size, lr=lr, horizon=horizon,
                                                        max_len=max_len, shift=shift, seed=seed, params=params,
-                                                       oversample=list(oversample),
                                                        init=str(init) if init else None))
     return out
-
-
-def frame_weights(data: Frames, oversample: tuple[str, ...]) -> np.ndarray | None:
-    """Sampling probabilities per frame from "TASK=K" factors (None: uniform)."""
-    if not oversample:
-        return None
-    factors = {task: float(k) for task, k in (item.split("=") for item in oversample)}
-    tasks = np.repeat([e["task_id"] for e in data.episodes], [e["length"] for e in data.episodes])
-    if len(tasks) != len(data.state) or not set(factors) <= set(tasks):
-        raise SystemExit(f"--oversample {' '.join(oversample)}: tasks {sorted(set(tasks))} ({len(tasks)} frames "
-                         f"for {len(data.state)})")
-    weights = np.array([factors.get(task, 1.0) for task in tasks])
-    return weights / weights.sum()
 
 
 def _random_shift(images, pad: int, rng):
