@@ -18,6 +18,9 @@ def test_signal_keeps_finished_episodes(tmp_path, short_tasks, signum):
         [sys.executable, "-m", "bench.cli", "run", "--policy", "zero", "--tasks", "PickCube-v1", "--episodes", "8",
          "--num-envs", "2", "--output", str(tmp_path), "--run-id", "x", "--tasks-dir", str(short_tasks)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # as from a terminal: a shell without job control starts background jobs with SIGINT ignored, and a child
+        # inherits that (Python then installs no KeyboardInterrupt handler), which is not what this test is about
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     episodes = run / "episodes.jsonl"
     deadline = time.monotonic() + 300
