@@ -1,8 +1,8 @@
 # GPU machine: the evaluations of docs/trained-policies.md. `baselines`: the expert and random on (a) the training
 # dataset's recorded episodes and (d) held-out evaluation episodes; `models`: both small models on the same;
-# `sensitivity`: (b) the Pi0.5 variants. Results in $WORK/results/<label>; JSON summaries copied to $OUT.
-# TRAIN: the recorded dataset (round 1: /opt/c3/train, its meta carried; round 2: $WORK/train-nv);
-# CK: the checkpoints (round 1: $WORK/ckpt; round 2: $WORK/ckpt2).
+# `sensitivity`: (b) the Pi0.5 variants. Results in $WORK/results/<label>, handed back as $OUT/results-<mode>.tar.gz.
+# TRAIN: the recorded dataset whose episodes (a) replays (both rounds: /opt/c3/train, round 1's metadata carried);
+# CK: the checkpoints, one folder per model named pi0 / pi05 (round 1: $WORK/ckpt; round 2: $WORK/ckpt2).
 source benchmarks/trained/device_env.sh
 TRAIN=${TRAIN:-/opt/c3/train}; CK=${CK:-$WORK/ckpt}; P=benchmarks/trained/presets
 TOK=benchmarks/trained/checkpoints/tokenizer.model

@@ -1,6 +1,7 @@
 # GPU machine, round 2: both small models go on from the committed checkpoints (their weights and normalization
-# statistics) on round 2's GPU-rendered recording plus round 1's lavapipe-rendered pack (.device/c4), learning rate
-# annealed to 0 by the time limit; in their own process sessions; waits for them and hands back the checkpoints.
+# statistics) on round 1's lavapipe-rendered pack (.device/c4), plus record_more.sh's GPU-rendered recording when it
+# finished (it did not in the measured round 2), learning rate annealed to 0 by the time limit; in their own process
+# sessions; waits for them and hands back the checkpoints.
 source benchmarks/trained/device_env.sh
 MINUTES=${1:-7.5}
 [ -d /opt/c4 ] || cp -r .device/c4 /opt/c4
