@@ -21,7 +21,7 @@ import numpy as np
 from bench.adapters import ActionChunker
 from bench.config import RunConfig
 from bench.contract import package_versions
-from bench.envs import BatchedEnvs, Obs, open_physics, plan_physics
+from bench.envs import BatchedEnvs, Obs, is_camera_key, open_physics, plan_physics
 from bench.events import Done, Event, StepCounter, Started, Wave
 from bench.policies import EpisodeContext, Policy, PolicyPreset, build_policy
 from bench.tasks import Episode, TaskSpec
@@ -77,6 +77,31 @@ def request_chunks(policy: Policy, chunker: ActionChunker, obs: Obs, slots: np.n
     return chunker.push(slots, chunks, policy.name)
 
 
+@dataclass(frozen=True)
+class Observer:
+    """Which slots render their cameras at a step. ManiSkill renders every camera on every step by default, which
+    costs several times the physics; only three readers need the pictures: the policy, on the steps it is asked for
+    a chunk (a camera-reading one), a filmed slot's video (every step) and a recording (every step, every slot)."""
+
+    reads_cameras: bool
+    every_step: bool
+    filmed: tuple[int, ...] | list[int]
+
+    def at_reset(self, k: int) -> np.ndarray:
+        if self.every_step or self.reads_cameras:
+            return np.ones(k, bool)  # every slot asks for its first chunk now
+        return np.isin(np.arange(k), self.filmed)
+
+    def after_step(self, slots: np.ndarray, chunker: ActionChunker, last: bool) -> np.ndarray:
+        """For `slots` about to step (their actions already popped): render the state they step into?"""
+        if self.every_step:
+            return np.ones(len(slots), bool)
+        mask = np.isin(slots, self.filmed)
+        if self.reads_cameras and not last:
+            mask |= np.isin(slots, chunker.slots_needing_chunk(slots))
+        return mask
+
+
 @dataclass
 class _Lane:
     """Slots of a wave that step in lockstep. With two lanes, one lane's environments step while the policy
@@ -103,10 +128,14 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
     result. An episode whose policy call fails ends as an `error` record (with the reason) while the others go
     on; one whose env worker dies is handed back in `lost` to be run again, unless it already was (`retried`),
     then it is an `error` too. A `sink` sees each step's observations and actions as they are sent.
+
+    Cameras render only where someone looks (`Observer`): which steps a policy is asked at does not depend on it.
     """
     started = time.perf_counter()
     k = len(wave)
-    obs = envs.reset([e.seed for e in wave])
+    observer = Observer(policy.reads_cameras, every_step=sink is not None, filmed=videos.slots if videos else ())
+    obs = envs.reset([e.seed for e in wave], observe=observer.at_reset(k))
+    fresh = observer.at_reset(k)  # slots whose camera rows are this step's
     for slot, episode in enumerate(wave):
         policy.reset(slot, EpisodeContext(task, episode, *bounds))
         chunker.reset(slot)
@@ -130,6 +159,8 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
                     continue
                 need = chunker.slots_needing_chunk(lane.slots)
                 if len(need) and query is None:
+                    if observer.reads_cameras and not fresh[need].all():
+                        raise RuntimeError(f"slots {need[~fresh[need]].tolist()} would act on stale camera images")
                     lane.querying = True
                     query = (lane, pool.submit(request_chunks, policy, chunker,
                                                {key: value[need] for key, value in obs.items()}, need),
@@ -138,7 +169,8 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
                     actions = chunker.pop(lane.slots)
                     if sink:
                         sink.add(lane.slots, {key: value[lane.slots] for key, value in obs.items()}, actions)
-                    envs.step_async(actions, lane.slots)
+                    envs.step_async(actions, lane.slots,
+                                    observer.after_step(lane.slots, chunker, last=lane.step + 1 == task.max_steps))
                     lane.simulating = True
             if query is not None and (query[1].done() or not any(lane.simulating for lane in groups)):
                 lane, future, t0 = query
@@ -161,8 +193,13 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
             first_success[slots[out.success & ~success_once[slots]]] = lane.step
             success_once[slots] |= out.success
             success_now[slots] = out.success
+            observed = np.ones(len(slots), bool) if out.observed is None else out.observed
+            fresh[slots] = observed
             for key, value in out.obs.items():
-                obs[key][slots] = value
+                rows = observed if is_camera_key(key) else slice(None)
+                if key not in obs:  # a camera first rendered after the reset (a policy that reads none)
+                    obs[key] = np.zeros((k, *value.shape[1:]), value.dtype)
+                obs[key][slots[rows]] = value[rows]
             if videos:
                 videos.capture(envs.render, obs, lane.step, success_now, first_success, among=slots)
             if on_step:

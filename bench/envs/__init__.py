@@ -16,8 +16,9 @@ from bench.envs.base import ActionBounds, BatchedEnvs, Obs, StepOutput
 from bench.envs.choose import PhysicsPlan, default_num_envs, open_physics, plan_physics, summary
 from bench.envs.cpu_workers import CpuWorkerEnvs
 from bench.envs.gpu import GpuEnvs, gpu_physics_status, physx_gpu_library
-from bench.envs.maniskill import NO_VULKAN_FIX, NO_VULKAN_MESSAGES, OBS_MODE, flatten_obs, make_maniskill_env
+from bench.envs.maniskill import (NO_VULKAN_FIX, NO_VULKAN_MESSAGES, OBS_MODE, flatten_obs, is_camera_key,
+                                  make_maniskill_env)
 
 __all__ = ["NO_VULKAN_FIX", "NO_VULKAN_MESSAGES", "OBS_MODE", "ActionBounds", "BatchedEnvs", "CpuWorkerEnvs",
            "GpuEnvs", "Obs", "PhysicsPlan", "StepOutput", "default_num_envs", "flatten_obs", "gpu_physics_status",
-           "make_maniskill_env", "open_physics", "physx_gpu_library", "plan_physics", "summary"]
+           "is_camera_key", "make_maniskill_env", "open_physics", "physx_gpu_library", "plan_physics", "summary"]

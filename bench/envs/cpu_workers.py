@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import signal
 import time
@@ -10,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from bench.envs.base import ActionBounds, BatchedEnvs, Obs, StepOutput, stack_obs
-from bench.envs.maniskill import OBS_MODE, flatten_obs, make_maniskill_env, vulkan_error
+from bench.envs.base import ActionBounds, BatchedEnvs, Obs, StepOutput, observe_mask, stack_obs
+from bench.envs.maniskill import OBS_MODE, cameras_off, flatten_obs, make_maniskill_env, vulkan_error
 from bench.errors import BenchError
 from bench.tasks import TaskSpec
 
@@ -45,10 +46,14 @@ def _worker_main(conn, torch_threads: int | None) -> None:
                 env = make_maniskill_env(spec, num_envs=1, sim_backend="physx_cpu", obs_mode=obs_mode)
                 reply = (env.action_space.low.reshape(-1), env.action_space.high.reshape(-1))
             elif command == "reset":
-                obs, _ = env.reset(seed=arg)
+                seed, observe = arg
+                with cameras_off(env) if not observe else contextlib.nullcontext():
+                    obs, _ = env.reset(seed=seed)
                 reply = flatten_obs(obs)
             elif command == "step":
-                obs, reward, _, _, info = env.step(arg)
+                action, observe = arg
+                with cameras_off(env) if not observe else contextlib.nullcontext():
+                    obs, reward, _, _, info = env.step(action)
                 reply = (flatten_obs(obs), float(reward), bool(info["success"]))
             elif command == "render":
                 reply = env.render()[0].cpu().numpy()
@@ -105,7 +110,7 @@ class CpuWorkerEnvs(BatchedEnvs):
         self._active = 0
         self._spec: TaskSpec | None = None
         self._dead: dict[int, str] = {}
-        self._blank_obs: Obs = {}
+        self._observing: dict[int, bool] = {}  # slot -> whether the step under way renders its cameras
         self._context = mp.get_context("forkserver")
         # workers fork from one server that imported ManiSkill once, instead of each importing it (~8 s of CPU each)
         self._context.set_forkserver_preload(["bench.envs.cpu_workers", "mani_skill.envs"])  # the worker loop
@@ -189,25 +194,26 @@ class CpuWorkerEnvs(BatchedEnvs):
         self._restart_dead()
         return self._all(range(self.num_envs), "start", [(spec, self._obs_mode)] * self.num_envs)[0]
 
-    def reset(self, seeds: Sequence[int]) -> Obs:
+    def reset(self, seeds: Sequence[int], observe: Sequence[bool] | None = None) -> Obs:
         if not 0 < len(seeds) <= self.num_envs:
             raise ValueError(f"reset needs 1..{self.num_envs} seeds, got {len(seeds)}")
         self._restart_dead()
         self._active = len(seeds)
-        rows = self._all(range(self._active), "reset", [int(s) for s in seeds])
-        self._blank_obs = {key: np.zeros_like(value) for key, value in rows[0].items()}  # a dead slot's rows
-        return stack_obs(rows)
+        mask = observe_mask(observe, len(seeds))
+        return stack_obs(self._all(range(self._active), "reset", [(int(s), bool(o)) for s, o in zip(seeds, mask)]))
 
-    def step_async(self, actions: np.ndarray, slots: Sequence[int]) -> None:
-        live = [(s, a) for s, a in zip(slots, actions) if s not in self._dead]
-        self._send([s for s, _ in live], "step", [a.astype(np.float32) for _, a in live])
+    def step_async(self, actions: np.ndarray, slots: Sequence[int], observe: Sequence[bool] | None = None) -> None:
+        mask = observe_mask(observe, len(slots))
+        self._observing.update({int(s): bool(o) for s, o in zip(slots, mask)})
+        live = [(s, a, o) for s, a, o in zip(slots, actions, mask) if s not in self._dead]
+        self._send([s for s, _, _ in live], "step", [(a.astype(np.float32), bool(o)) for _, a, o in live])
 
     def step_wait(self, slots: Sequence[int]) -> StepOutput:
         replies = self._gather([s for s in slots if s not in self._dead], "step")
-        blank = (self._blank_obs, 0.0, False)
-        obs, rewards, successes = zip(*(replies.get(s, blank) for s in slots))
+        obs, rewards, successes = zip(*(replies.get(s, ({}, 0.0, False)) for s in slots))  # a dead slot: zeros
         failed = {s: self._dead[s] for s in slots if s in self._dead}
-        return StepOutput(stack_obs(obs), np.array(rewards, np.float32), np.array(successes, bool), failed)
+        observed = np.array([self._observing[int(s)] and s not in failed for s in slots])
+        return StepOutput(stack_obs(obs), np.array(rewards, np.float32), np.array(successes, bool), failed, observed)
 
     def render(self, slots: Sequence[int]) -> list[np.ndarray | None]:
         live = [s for s in slots if s not in self._dead]

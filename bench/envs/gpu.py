@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.envs.base import ActionBounds, BatchedEnvs, Obs, StepOutput
-from bench.envs.maniskill import flatten_obs, make_maniskill_env
+from bench.envs.base import ActionBounds, BatchedEnvs, Obs, StepOutput, observe_mask
+from bench.envs.maniskill import cameras_off, flatten_obs, make_maniskill_env
 from bench.errors import BenchError
 from bench.tasks import TaskSpec
 
@@ -32,6 +33,7 @@ class GpuEnvs(BatchedEnvs):
         self._oracle = None
         self._active = 0
         self._actions: np.ndarray | None = None
+        self._observe = True  # every sub-scene renders in one pass: all of them, or none
 
     def start_task(self, spec: TaskSpec) -> ActionBounds:
         if not spec.gpu_pinnable:  # the physics plan never sends such a task here
@@ -46,7 +48,7 @@ class GpuEnvs(BatchedEnvs):
         self._oracle.reset(seed=int(seed))
         return self._oracle.unwrapped.get_state_dict()
 
-    def reset(self, seeds: Sequence[int]) -> Obs:
+    def reset(self, seeds: Sequence[int], observe: Sequence[bool] | None = None) -> Obs:
         import torch
 
         if not 0 < len(seeds) <= self.num_envs:
@@ -55,23 +57,31 @@ class GpuEnvs(BatchedEnvs):
         padded = list(seeds) + [seeds[0]] * (self.num_envs - len(seeds))
         states = [self._initial_state(s) for s in padded]
         batched = _stack_state_dicts(states, torch, self._env.unwrapped.device)
-        obs, _ = self._env.reset(seed=[int(s) for s in padded], options={"reset_to_env_states": {"env_states": batched}})
+        with self._cameras(observe_mask(observe, len(seeds)).any()):
+            obs, _ = self._env.reset(seed=[int(s) for s in padded],
+                                     options={"reset_to_env_states": {"env_states": batched}})
         return {k: v[: self._active] for k, v in flatten_obs(obs).items()}
 
-    def step_async(self, actions: np.ndarray, slots: Sequence[int]) -> None:
+    def _cameras(self, observe: bool):
+        return contextlib.nullcontext() if observe else cameras_off(self._env)
+
+    def step_async(self, actions: np.ndarray, slots: Sequence[int], observe: Sequence[bool] | None = None) -> None:
         if list(slots) != list(range(self._active)):
             raise ValueError("GPU physics steps every sub-scene together: pass all active slots")
         self._actions = actions
+        self._observe = bool(observe_mask(observe, len(slots)).any())
 
     def step_wait(self, slots: Sequence[int]) -> StepOutput:
         import torch
 
         full = np.zeros((self.num_envs, self._actions.shape[1]), np.float32)
         full[: self._active] = self._actions
-        obs, reward, _, _, info = self._env.step(torch.as_tensor(full, device=self._env.unwrapped.device))
+        with self._cameras(self._observe):
+            obs, reward, _, _, info = self._env.step(torch.as_tensor(full, device=self._env.unwrapped.device))
         k = self._active
         flat = {key: v[:k] for key, v in flatten_obs(obs).items()}
-        return StepOutput(flat, reward.cpu().numpy()[:k].astype(np.float32), info["success"].cpu().numpy()[:k])
+        return StepOutput(flat, reward.cpu().numpy()[:k].astype(np.float32), info["success"].cpu().numpy()[:k],
+                          observed=np.full(k, self._observe))
 
     def render(self, slots: Sequence[int]) -> list[np.ndarray]:
         views = self._env.render().cpu().numpy()  # every sub-scene is rendered in one pass

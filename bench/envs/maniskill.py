@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from bench.envs.base import Obs
@@ -47,11 +49,54 @@ def make_maniskill_env(spec: TaskSpec, num_envs: int, sim_backend: str, obs_mode
             raise BenchError(f"{spec.id}: show_hidden names '{name}', but the hidden objects are {sorted(hidden)}")
         unwrapped._hidden_objects.remove(hidden[name])
         hidden[name].show_visual()  # ManiSkill hid it when it built the scene; off the list it is never hidden again
+    hide_links(unwrapped, spec)
     if "sensor_data" in obs_mode or "rgb" in obs_mode:
         missing = set(spec.cameras) - set(unwrapped._sensors)
         if missing:
             raise BenchError(f"{spec.id}: cameras {sorted(missing)} not in {sorted(unwrapped._sensors)}; fix `cameras`")
     return env
+
+
+def hide_links(unwrapped, spec: TaskSpec) -> None:
+    """The visuals of the spec's `hidden_links` are not drawn: render visibility 0 in every sub-scene, what ManiSkill
+    itself does to hide an object on CPU physics (on GPU physics, untested here: it cannot start on our machines)."""
+    import sapien
+
+    links = unwrapped.agent.robot.links_map
+    for name in spec.hidden_links:
+        if name not in links:
+            raise BenchError(f"{spec.id}: hidden_links names '{name}', but {spec.robot}'s links are {sorted(links)}")
+        for link in links[name]._objs:
+            body = link.entity.find_component_by_type(sapien.render.RenderBodyComponent)
+            if body is not None:
+                body.visibility = 0.0
+
+
+CAMERA_KEY_PREFIXES = ("sensor_data/", "sensor_param/")  # what a step without cameras leaves out
+
+
+def is_camera_key(key: str) -> bool:
+    return key.startswith(CAMERA_KEY_PREFIXES)
+
+
+@contextmanager
+def cameras_off(env):
+    """Inside it, `env.step` / `env.reset` return the state part of the observation only and render nothing.
+
+    ManiSkill renders every camera inside each step (its `get_obs`) and has no public switch for a step nobody will
+    look at. Its observation mode is what `get_obs` dispatches on, so it reads "state_dict" for the duration: the
+    cameras stay as they were built, so the next observed step renders exactly what it would have, and the state
+    keys are computed by the same code (tests/test_observe_on_demand.py holds both to that).
+    """
+    from mani_skill.envs.utils.observations import parse_obs_mode_to_struct
+
+    unwrapped = env.unwrapped
+    saved = unwrapped._obs_mode, unwrapped.obs_mode_struct
+    unwrapped._obs_mode, unwrapped.obs_mode_struct = "state_dict", parse_obs_mode_to_struct("state_dict")
+    try:
+        yield
+    finally:
+        unwrapped._obs_mode, unwrapped.obs_mode_struct = saved
 
 
 def flatten_obs(obs: dict, prefix: str = "") -> Obs:

@@ -43,6 +43,10 @@ class Policy(ABC):
     overlap: bool = False
     """True when `act` mostly waits on a GPU or a server: the runner then simulates one half of the env slots
     while the policy works for the other half. Policies that compute on the driver's CPU leave it False."""
+    reads_cameras: bool = True
+    """False for a policy that reads only the state keys: its environments then never render their cameras (filmed
+    slots and recordings excepted), which is most of a step's cost. A camera-reading policy has them rendered only
+    on the steps it is asked for a chunk."""
 
     @abstractmethod
     def describe(self) -> dict:

@@ -10,6 +10,8 @@ from bench.policies import EpisodeContext, Obs, Policy
 
 
 class _OpenLoopBaseline(Policy):
+    reads_cameras = False  # open loop: reads nothing
+
     def __init__(self, num_slots: int, seed: int = 0):
         self._contexts: list[EpisodeContext | None] = [None] * num_slots
 

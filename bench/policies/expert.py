@@ -232,6 +232,7 @@ class ExpertPolicy(Policy):
 
     name = "expert"
     version = "2"
+    reads_cameras = False  # object and TCP poses from the simulator state
 
     def __init__(self, num_slots: int, seed: int = 0):
         self._plans: dict[str, list[Phase]] = {task: make() for task, make in TASKS.items()}
