@@ -32,6 +32,10 @@ class TaskSpec:
     image_size: tuple[int, int]
     reward_mode: str
     show_hidden: tuple[str, ...]
+    hidden_links: tuple[str, ...] = ()
+    """Robot links whose visual is not drawn, by any camera: the wrist camera's RealSense D415 housing is 425,160
+    of the scene's 582,216 triangles, seen by no policy camera but a few base-camera pixels, and cost most of every
+    render."""
     gpu_pinnable: bool = field(default=True, metadata={"result": False})
     """False when the task draws part of its initial state at scene build time (PegInsertionSide's peg and hole
     sizes), which GPU physics cannot pin per episode: the task then runs on CPU workers. Not part of the contract:
