@@ -4,8 +4,9 @@
         --tasks PickCube-v1,PushCube-v1 --episodes 32 --num-envs 32          # GPU machine, full-size Pi0.5
     python benchmarks/end_to_end.py --quick                                  # tiny Pi0.5 on CPU, about a minute
 
-Reference loop: one ManiSkill env in this process (CPU physics, the same task spec), batch-1 inference with the
-same policy object, one query per executed chunk (`--replan-steps` actions of each chunk, as the harness). The
+Reference loop: one ManiSkill env in this process (CPU physics, the same task spec but ManiSkill's scene as users
+build it: every camera rendered every step, the wrist camera's D415 housing drawn), batch-1 inference with the same
+policy object, one query per executed chunk (`--replan-steps` actions of each chunk, as the harness). The
 harness: `bench run` with --num-envs env slots (worker processes, batched inference, two lanes overlapping
 simulation and inference). Both run the same pinned episodes, so their success flags must agree; the ratio of
 their wall times (everything from building the policy to the last episode) is the speed-up.
@@ -18,6 +19,7 @@ import platform
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -40,7 +42,7 @@ def reference_loop(config: RunConfig) -> tuple[float, dict[tuple[str, int], bool
     policy = build_policy(preset, num_slots=1, seed=config.seed)
     success = {}
     for task in suite.resolve(config.tasks):
-        env = make_maniskill_env(task, num_envs=1, sim_backend="physx_cpu")
+        env = make_maniskill_env(replace(task, hidden_links=()), num_envs=1, sim_backend="physx_cpu")
         low, high = (bound.reshape(-1) for bound in (env.action_space.low, env.action_space.high))
         for episode in episodes_for(task.id, config.seed, config.episodes):
             obs, _ = env.reset(seed=episode.seed)

@@ -1,10 +1,14 @@
-"""Environment steps/s of the lockstep backends (zero actions, full rendering of both policy cameras).
+"""Environment steps/s of the lockstep backends (zero actions; both policy cameras rendered every K-th step).
 
     python benchmarks/env_throughput.py --backend cpu --num-envs 1 2 4          # CPU worker processes
     python benchmarks/env_throughput.py --backend gpu --num-envs 16 64 256      # ManiSkill GPU physics
+    python benchmarks/env_throughput.py --observe-every 1 5 0                   # cameras every step, every 5th, never
     python benchmarks/env_throughput.py --quick                                 # one short CPU point
 
-Prints one Markdown row per (backend, N): env steps/s counts every env's step (N per lockstep step).
+Prints one Markdown row per (backend, N, K): env steps/s counts every env's step (N per lockstep step). Every
+step computes physics, reward and success; K = 5 is a Pi policy replanning every 5 steps (bench's default), whose
+cameras render only on the steps it is asked for a chunk (`bench.engine.Observer`); K = 0 is a policy that reads
+no camera (expert, random, zero).
 """
 
 from __future__ import annotations
@@ -15,15 +19,15 @@ import time
 
 import numpy as np
 
-from bench.envs import OBS_MODE, CpuWorkerEnvs, GpuEnvs, gpu_physics_status
+from bench.envs import CpuWorkerEnvs, GpuEnvs, gpu_physics_status
 from bench.tasks import episodes_for, load_suite
 
 
 def measure(backend: str, num_envs: int, task_id: str, steps: int, torch_threads: int | None = 1,
-            obs_mode: str = OBS_MODE) -> dict:
+            observe_every: int = 1) -> dict:
     spec = load_suite().tasks[task_id]
     started = time.perf_counter()
-    envs = CpuWorkerEnvs(num_envs, torch_threads, obs_mode) if backend == "cpu" else GpuEnvs(num_envs)
+    envs = CpuWorkerEnvs(num_envs, torch_threads) if backend == "cpu" else GpuEnvs(num_envs)
     with envs:
         low, _ = envs.start_task(spec)
         envs.reset([e.seed for e in episodes_for(task_id, 0, num_envs)])
@@ -32,8 +36,8 @@ def measure(backend: str, num_envs: int, task_id: str, steps: int, torch_threads
         for _ in range(3):  # warm-up: first renders compile shaders
             envs.step(actions)
         t0 = time.perf_counter()
-        for _ in range(steps):
-            envs.step(actions)
+        for step in range(1, steps + 1):
+            envs.step(actions, observe=np.full(num_envs, observe_every > 0 and step % observe_every == 0))
         elapsed = time.perf_counter() - t0
     return {"backend": backend, "num_envs": num_envs, "steps_per_s": num_envs * steps / elapsed,
             "lockstep_ms": 1000 * elapsed / steps, "startup_s": startup}
@@ -47,8 +51,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--worker-threads", type=int, default=1,
                         help="torch threads per CPU worker (0: torch's default, one per core)")
-    parser.add_argument("--obs-mode", default=OBS_MODE,
-                        help="CPU workers only: state_dict measures physics without rendering")
+    parser.add_argument("--observe-every", type=int, nargs="+", default=[1],
+                        help="render the cameras every K-th step (0: never, physics alone)")
     parser.add_argument("--quick", action="store_true", help="one CPU point, N=2, 10 steps (about a minute)")
     args = parser.parse_args()
     if args.quick:
@@ -58,14 +62,15 @@ def main() -> None:
         if not ok:
             print(f"GPU physics cannot start: {why}")
             return
-    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}; task {args.task}, obs mode "
-          f"{args.obs_mode}, {args.worker_threads or 'default'} torch thread(s) per worker, {args.steps} lockstep "
-          "steps after 3 warm-up steps")
-    print("| backend | N | env steps/s | ms per lockstep step | startup s |\n|---|---|---|---|---|")
+    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}; task {args.task}, "
+          f"{args.worker_threads or 'default'} torch thread(s) per worker, {args.steps} lockstep steps after 3 "
+          "warm-up steps")
+    print("| backend | N | cameras every | env steps/s | ms per lockstep step | startup s |\n|---|---|---|---|---|---|")
     for n in args.num_envs:
-        r = measure(args.backend, n, args.task, args.steps, args.worker_threads or None, args.obs_mode)
-        print(f"| {r['backend']} | {n} | {r['steps_per_s']:.1f} | {r['lockstep_ms']:.1f} | {r['startup_s']:.1f} |",
-              flush=True)
+        for k in args.observe_every:
+            r = measure(args.backend, n, args.task, args.steps, args.worker_threads or None, k)
+            print(f"| {r['backend']} | {n} | {k or 'never'} | {r['steps_per_s']:.1f} | {r['lockstep_ms']:.1f} | "
+                  f"{r['startup_s']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

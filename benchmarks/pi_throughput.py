@@ -7,9 +7,11 @@ For each model: the FLOPs of one chunk (counted by torch.utils.flop_counter.Flop
 each inference path), the measured matmul ceiling (a large bf16 matrix product), then per inference path and batch
 size the time of one batched `sample_actions` call, chunks/s and the share of the ceiling that rate reaches
 (FLOPs per chunk of bench's path x chunks/s / ceiling: the work the model needs, whatever path does it).
-Inference paths: `lerobot` (lerobot's own sample_actions, SigLIP in float32 as lerobot keeps it) and `bench`
+Inference paths: `lerobot` (lerobot's own sample_actions, SigLIP in float32 as lerobot keeps it), `bench`
 (bf16 throughout, absent cameras skipped, keys and values updated in place, fused attention other than cuDNN's;
-see bench.policies.pi_lerobot_sampling), what `bench run` uses.
+see bench.policies.pi_lerobot_sampling), what `bench run` uses, and `openpi` (openpi's JAX model under jax.jit, bench's
+openpi backend; the FLOP counter does not see JAX, so its share uses the bench path's count, when measured in the
+same run).
 
 Random weights: throughput does not depend on the values. Inputs are random images, state and tokens at the
 model's full prompt length, two cameras present and one absent as in bench's ManiSkill tasks.
@@ -99,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["pi0", "pi05"], nargs="+", default=["pi05"])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32, 64])
-    parser.add_argument("--paths", nargs="+", default=["bench", "lerobot"], choices=["lerobot", "bench"])
+    parser.add_argument("--paths", nargs="+", default=["bench", "lerobot"], choices=["lerobot", "bench", "openpi"])
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--iters", type=int, default=5)
@@ -119,11 +121,14 @@ def main() -> None:
         for path in args.paths:
             started = time.perf_counter()
             random_weights = {} if tiny else {"random_init": True}  # the tiny model's weights are random anyway
-            backend = build_backend(model, "lerobot", None, tiny=tiny, dtype=args.dtype, seed=0, device=args.device,
-                                    inference=path, **random_weights)
+            if path == "openpi":
+                backend = build_backend(model, "openpi", None, tiny=tiny, dtype=args.dtype, seed=0, **random_weights)
+            else:
+                backend = build_backend(model, "lerobot", None, tiny=tiny, dtype=args.dtype, seed=0,
+                                        device=args.device, inference=path, **random_weights)
             built = time.perf_counter() - started
             rng = np.random.default_rng(0)
-            flops = flops_per_chunk(backend, random_inputs(1, backend.max_token_len, rng))
+            flops = flops_per_chunk(backend, random_inputs(1, backend.max_token_len, rng)) if path != "openpi" else 0
             if path == "bench" and needed is None:
                 needed = flops
             for batch in args.batch:
@@ -131,8 +136,11 @@ def main() -> None:
                 per_call, peak = time_call(backend, inputs, args.iters, args.device)
                 rate = batch / per_call
                 work = needed or flops  # the bench path's count: the work the model needs
-                print(f"| {model} | {path} | {batch} | {per_call:.3f} | {rate:.1f} | {flops / 1e9:.4g} | "
-                      f"{work * rate / 1e12:.3g} | {work * rate / ceiling:.0%} | {peak:.1f} |", flush=True)
+                share = f"{work * rate / 1e12:.3g} | {work * rate / ceiling:.0%}" if work else "n/a | n/a"
+                counted = f"{flops / 1e9:.4g}" if flops else "n/a"
+                memory = f"{peak:.1f}" if path != "openpi" else "n/a (JAX)"
+                print(f"| {model} | {path} | {batch} | {per_call:.3f} | {rate:.1f} | {counted} | {share} | {memory} |",
+                      flush=True)
             if args.profile:
                 profile(backend, inputs, f"{args.profile}-{model}-{path}-b{batch}.txt")
             print(f"<!-- {model} {path}: built in {built:.1f} s -->", flush=True)

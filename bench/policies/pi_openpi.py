@@ -67,12 +67,16 @@ class OpenpiPiBackend:
     random_label: str | None = None  # None: weights come from a checkpoint; else random ones, fingerprinted so
 
     def __init__(self, model: str, checkpoint: Path | None = None, *, dtype: str = "bfloat16",
-                 seed: int = 0, action_horizon: int = 50, num_steps: int = 10, max_token_len: int | None = None):
+                 seed: int = 0, action_horizon: int = 50, num_steps: int = 10, max_token_len: int | None = None,
+                 random_init: bool = False):
         if model not in MODELS:
             raise ValueError(f"unknown model '{model}': one of {MODELS}")
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype '{dtype}': one of {DTYPES}")
-        if checkpoint is None and self.random_label is None:
+        if random_init and checkpoint is not None:
+            raise ValueError(f"{type(self).__name__} takes a checkpoint or random_init=True, not both")
+        random_label = "full" if random_init else self.random_label  # full-size random weights: benchmarks
+        if checkpoint is None and random_label is None:
             raise FileNotFoundError(f"{model} needs an openpi checkpoint folder (with {PARAMS_DIR}/): none given")
         params_dir = _check_checkpoint(Path(checkpoint)) if checkpoint is not None else None
 
@@ -96,7 +100,7 @@ class OpenpiPiBackend:
             params = jax.tree.map(lambda x: x.astype(param_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
                                   params)
             self._model = self.config.load(params)
-            self._fingerprint = f"{self.random_label}-random-{seed}-{model}"
+            self._fingerprint = f"{random_label}-random-{seed}-{model}"
         del params
         self._model.eval()
 
