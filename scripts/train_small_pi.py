@@ -223,10 +223,11 @@ def model_inputs(data: Frames, model: str, tokenizer: Path, max_len: int, norm: 
 def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = "pi05", steps: int = 20000,
                   batch_size: int = 64, lr: float = 3e-4, horizon: int = 10, max_len: int = 0, shift: int = 6,
                   device: str = "auto", seed: int = 0, minutes: float = 0.0, log_every: int = 200,
-                  init: Path | None = None) -> Path:
+                  init: Path | None = None, action_norm: str = "default") -> Path:
     """Trains from random weights, or goes on from checkpoint `init` (its weights and its normalization statistics);
     stops after `steps` or `minutes` (if > 0), whichever comes first (the learning rate follows a cosine to 0 at
-    that point), and saves."""
+    that point), and saves. `action_norm`: the model's default (lerobot's: Pi0.5 quantiles, Pi0 mean/std),
+    "quantiles" or "mean_std", written into the checkpoint's normalization_mapping as lerobot-train does."""
     import torch
 
     from bench.policies.pi_lerobot import _modules
@@ -237,9 +238,10 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
     rng = np.random.default_rng(seed)
     data = load_frames(dataset)
     quantiles = model == "pi05"  # lerobot's defaults: Pi0.5 QUANTILES, Pi0 MEAN_STD
+    modes = {"state": quantiles, "actions": {"default": quantiles, "quantiles": True, "mean_std": False}[action_norm]}
     stats = ({"state": frame_stats(data.state), "actions": frame_stats(data.actions)} if init is None else
              read_stats(init / NORMALIZER_FILE))
-    norm = {k: Normalizer.from_stats(v, quantiles, "lerobot") for k, v in stats.items()}
+    norm = {k: Normalizer.from_stats(v, modes[k], "lerobot") for k, v in stats.items()}
     max_len = max_len or (48 if model == "pi05" else 24)
     tokens, token_masks, state, longest = model_inputs(data, model, tokenizer, max_len, norm)
     actions = transforms.pad_to(norm["actions"].normalize(data.actions.astype(np.float32)), MODEL_DIM)
@@ -248,6 +250,9 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
     policy_cls, config_cls, mod = _modules(model)
     config = config_cls(device=device, dtype="float32", chunk_size=horizon, n_action_steps=horizon,
                         tokenizer_max_length=max_len)
+    config.normalization_mapping = {**config.normalization_mapping,
+                                    "ACTION": type(config.normalization_mapping["ACTION"])[
+                                        "QUANTILES" if modes["actions"] else "MEAN_STD"]}
     with tiny_architecture(mod, SMALL_ARCH), torch.device(device):
         policy = policy_cls(config)
     if init is not None:
@@ -312,7 +317,7 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
             break
     save(policy, out, model, stats, data, curve, dict(steps=step + 1, batch_size=batch_size, lr=lr, horizon=horizon,
                                                        max_len=max_len, shift=shift, seed=seed, params=params,
-                                                       init=str(init) if init else None))
+                                                       init=str(init) if init else None, action_norm=action_norm))
     return out
 
 

@@ -74,7 +74,7 @@ def test_lerobot_normalizer(tmp_path, mode, quantiles):
         "VISUAL": "IDENTITY", "STATE": mode, "ACTION": mode}}))
     path = find_norm_stats(tmp_path)
     assert path.name == "policy_preprocessor_step_0_normalizer_processor.safetensors"
-    assert lerobot_uses_quantiles(tmp_path) is quantiles
+    assert lerobot_uses_quantiles(tmp_path) == {"state": quantiles, "actions": quantiles}
     norm = load_norm_stats(path, use_quantiles=quantiles)
     for key, feature in (("state", "observation.state"), ("actions", "action")):
         for name in ("mean", "std", "q01", "q99"):
@@ -85,6 +85,12 @@ def test_lerobot_normalizer(tmp_path, mode, quantiles):
 
 def test_lerobot_normalization_modes(tmp_path):
     assert lerobot_uses_quantiles(tmp_path) is None  # no config.json: the model's default applies
+    (tmp_path / "config.json").write_text(json.dumps({"normalization_mapping": {"STATE": "QUANTILES",
+                                                                                 "ACTION": "MEAN_STD"}}))
+    assert lerobot_uses_quantiles(tmp_path) == {"state": True, "actions": False}  # lerobot lets each feature say
+    save_lerobot_normalizer(tmp_path, "QUANTILES")
+    norm = load_norm_stats(find_norm_stats(tmp_path), lerobot_uses_quantiles(tmp_path), convention="lerobot")
+    assert norm["state"].use_quantiles and not norm["actions"].use_quantiles
     (tmp_path / "config.json").write_text(json.dumps({"normalization_mapping": {"STATE": "MIN_MAX", "ACTION": "MIN_MAX"}}))
     with pytest.raises(BenchError, match="MIN_MAX.*is not supported"):
         lerobot_uses_quantiles(tmp_path)

@@ -118,6 +118,7 @@ def _check_files(model: str, backend: str, checkpoint: str | None, tokenizer: st
     stats = Path(norm_stats) if norm_stats else find_norm_stats(ckpt, asset_id)
     use_quantiles = lerobot_uses_quantiles(ckpt) if backend == "lerobot" else None
     use_quantiles = model == "pi05" if use_quantiles is None else use_quantiles  # openpi: Pi0.5 <=> quantiles
+    # (a lerobot config may set state and actions apart: lerobot_uses_quantiles then says per key)
     # the trainer's arithmetic: the backend reads the checkpoint its own trainer wrote (pi_normalize)
     normalizers = load_norm_stats(stats, use_quantiles, convention=backend)  # readable, with the keys it needs
     return PiFiles(backend, ckpt, tiny or (ckpt is not None and is_tiny(ckpt)), stats, normalizers)

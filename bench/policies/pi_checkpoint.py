@@ -83,8 +83,9 @@ def find_norm_stats(checkpoint: Path, asset_id: str | None = None) -> Path:
                      f"{LEROBOT_NORMALIZER_GLOB}): pass --norm-stats path/to/norm_stats.json")
 
 
-def lerobot_uses_quantiles(checkpoint: Path | None) -> bool | None:
-    """What a lerobot checkpoint's config says about state/action normalization; None if it does not say."""
+def lerobot_uses_quantiles(checkpoint: Path | None) -> dict[str, bool] | None:
+    """What a lerobot checkpoint's config says about normalization, per key ("state", "actions"): True for
+    QUANTILES, False for MEAN_STD (lerobot lets a config set each feature's mode); None if it does not say."""
     config_file = checkpoint / LEROBOT_MARKER if checkpoint else None
     if config_file is None or not config_file.is_file():
         return None
@@ -92,13 +93,13 @@ def lerobot_uses_quantiles(checkpoint: Path | None) -> bool | None:
         mapping = json.loads(config_file.read_text()).get("normalization_mapping") or {}
     except json.JSONDecodeError as e:
         raise BenchError(f"{config_file} is not valid JSON ({e}): a damaged checkpoint? copy it again") from None
-    modes = {mapping.get(feature) for feature in ("STATE", "ACTION")} - {None}
-    if not modes:
+    modes = {key: mapping.get(feature) for key, feature in (("state", "STATE"), ("actions", "ACTION"))}
+    if all(mode is None for mode in modes.values()):
         return None
-    if len(modes) > 1 or not modes <= LEROBOT_MODES.keys():
+    if not set(modes.values()) <= LEROBOT_MODES.keys():
         raise BenchError(f"{config_file}: normalization_mapping {mapping} is not supported; bench normalizes state "
-                         f"and actions alike with one of {', '.join(LEROBOT_MODES)}")
-    return LEROBOT_MODES[modes.pop()]
+                         f"and actions with {' or '.join(LEROBOT_MODES)} each")
+    return {key: LEROBOT_MODES[mode] for key, mode in modes.items()}
 
 
 def read_stats(path: Path) -> dict[str, dict]:
@@ -120,14 +121,17 @@ def read_stats(path: Path) -> dict[str, dict]:
     return stats.get("norm_stats", stats)
 
 
-def load_norm_stats(path: Path, use_quantiles: bool, convention: str = "openpi") -> dict[str, Normalizer]:
+def load_norm_stats(path: Path, use_quantiles: bool | dict[str, bool],
+                    convention: str = "openpi") -> dict[str, Normalizer]:
     """Normalizers for "state" and "actions" from openpi's norm_stats.json or a lerobot normalizer file, in the
-    arithmetic of `convention` (the trainer: "openpi" or "lerobot", `pi_normalize`)."""
+    arithmetic of `convention` (the trainer: "openpi" or "lerobot", `pi_normalize`); `use_quantiles` for both, or
+    per key."""
     if not path.is_file():
         raise BenchError(f"norm stats not found at {path}: pass --norm-stats with the checkpoint's norm_stats.json")
+    modes = use_quantiles if isinstance(use_quantiles, dict) else dict.fromkeys(("state", "actions"), use_quantiles)
     try:
         stats = read_stats(path)
-        return {key: Normalizer.from_stats(stats[key], use_quantiles, convention) for key in ("state", "actions")}
+        return {key: Normalizer.from_stats(stats[key], modes[key], convention) for key in ("state", "actions")}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, OSError) as e:
-        quantiles = " with q01/q99 (quantile normalization)" if use_quantiles else ""
+        quantiles = " with q01/q99 (quantile normalization)" if any(modes.values()) else ""
         raise BenchError(f"{path}: norm stats need 'state' and 'actions' entries with mean/std{quantiles} ({e})") from None
