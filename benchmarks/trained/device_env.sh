@@ -1,9 +1,10 @@
 # Sourced by the GPU-machine scripts (device tool): packages carried as tarballs/wheels under .device/, unpacked once
 # per machine into /opt/site (kept while the machine stays warm), Vulkan/EGL loaders from .gl/ (see the device README).
-# .device/c1: sim-site.tar.xz (ManiSkill, SAPIEN; ../shared/tools/pack-device-site.sh sim, oidn CUDA device and an
-# unused scene removed); .device/c2: policy-site.tar.xz (lerobot 0.6.1, transformers 5.5.4), openpi-site.tar.xz
-# (tyro, openpi), wheels (datasets, dill, multiprocess, jaxtyping); .device/c5: the av wheel (lerobot.datasets).
-# Each call carries at most 64 MiB, hence several folders.
+# `benchmarks/trained/pack_device.sh` builds them: sim-site.tar.xz (ManiSkill, SAPIEN), policy-site.tar.xz (lerobot
+# 0.6.1, transformers 5.5.4), openpi-site.tar.xz, wheels (datasets, dill, multiprocess, jaxtyping, ...) and av (PyAV,
+# which lerobot.datasets and so the lerobot backend import). Each call carries at most 64 MiB with the tree (~19 MB),
+# so they travel in two folders, .device/call1 then .device/call2, the sim tarball split across both (two chained
+# calls while the machine stays warm; the second one can run anything).
 set -e
 for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done; ldconfig
 mkdir -p /opt/site /opt/parts
@@ -15,7 +16,7 @@ for sum in .device/c*/*.sha256; do
   want=$(cut -d' ' -f1 "$sum")
   [ -f "$t" ] || { cat "$t".part-* > "$t.tmp" && [ "$(sha256sum < "$t.tmp" | cut -d' ' -f1)" = "$want" ] && mv "$t.tmp" "$t"; } || rm -f "$t.tmp"
 done
-for t in .device/c1/*.tar.xz .device/c2/*.tar.xz /opt/parts/*.tar.xz; do
+for t in .device/c*/*.tar.xz /opt/parts/*.tar.xz; do
   [ -f "$t" ] && [ ! -f "/opt/site/.$(basename "$t")" ] && tar -xJf "$t" -C /opt/site && touch "/opt/site/.$(basename "$t")"
 done
 for w in .device/c*/*.whl; do
