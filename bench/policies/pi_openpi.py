@@ -75,7 +75,7 @@ class OpenpiPiBackend:
             raise ValueError(f"unknown dtype '{dtype}': one of {DTYPES}")
         if random_init and checkpoint is not None:
             raise ValueError(f"{type(self).__name__} takes a checkpoint or random_init=True, not both")
-        random_label = "full" if random_init else self.random_label  # full-size random weights: benchmarks
+        random_label = self.random_label or ("full" if random_init else None)  # full-size random weights: benchmarks
         if checkpoint is None and random_label is None:
             raise FileNotFoundError(f"{model} needs an openpi checkpoint folder (with {PARAMS_DIR}/): none given")
         params_dir = _check_checkpoint(Path(checkpoint)) if checkpoint is not None else None

@@ -105,6 +105,10 @@ def test_missing_checkpoint(tmp_path):
     (tmp_path / "partial" / "params").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="_METADATA"):
         OpenpiPiBackend("pi0", tmp_path / "partial")
+    with pytest.raises(FileNotFoundError, match="none given"):
+        OpenpiPiBackend("pi0")  # neither a checkpoint nor random_init (full-size random weights: benchmarks only)
+    with pytest.raises(ValueError, match="not both"):
+        OpenpiPiBackend("pi0", tmp_path / "partial", random_init=True)
 
 
 def test_tiny_pi05_actions(tiny_pi05):
