@@ -134,8 +134,8 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
     started = time.perf_counter()
     k = len(wave)
     observer = Observer(policy.reads_cameras, every_step=sink is not None, filmed=videos.slots if videos else ())
-    obs = envs.reset([e.seed for e in wave], observe=observer.at_reset(k))
     fresh = observer.at_reset(k)  # slots whose camera rows are this step's
+    obs = envs.reset([e.seed for e in wave], observe=fresh)
     for slot, episode in enumerate(wave):
         policy.reset(slot, EpisodeContext(task, episode, *bounds))
         chunker.reset(slot)

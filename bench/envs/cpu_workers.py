@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import signal
 import time
@@ -12,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bench.envs.base import ActionBounds, BatchedEnvs, Obs, StepOutput, observe_mask, stack_obs
-from bench.envs.maniskill import OBS_MODE, cameras_off, flatten_obs, make_maniskill_env, vulkan_error
+from bench.envs.maniskill import cameras, flatten_obs, make_maniskill_env, vulkan_error
 from bench.errors import BenchError
 from bench.tasks import TaskSpec
 
@@ -42,17 +41,16 @@ def _worker_main(conn, torch_threads: int | None) -> None:
             if command == "start":
                 if env is not None:
                     env.close()
-                spec, obs_mode = arg
-                env = make_maniskill_env(spec, num_envs=1, sim_backend="physx_cpu", obs_mode=obs_mode)
+                env = make_maniskill_env(arg, num_envs=1, sim_backend="physx_cpu")
                 reply = (env.action_space.low.reshape(-1), env.action_space.high.reshape(-1))
             elif command == "reset":
                 seed, observe = arg
-                with cameras_off(env) if not observe else contextlib.nullcontext():
+                with cameras(env, on=observe):
                     obs, _ = env.reset(seed=seed)
                 reply = flatten_obs(obs)
             elif command == "step":
                 action, observe = arg
-                with cameras_off(env) if not observe else contextlib.nullcontext():
+                with cameras(env, on=observe):
                     obs, reward, _, _, info = env.step(action)
                 reply = (flatten_obs(obs), float(reward), bool(info["success"]))
             elif command == "render":
@@ -97,7 +95,7 @@ class CpuWorkerEnvs(BatchedEnvs):
     backend = "cpu"
     independent_slots = True
 
-    def __init__(self, num_envs: int, torch_threads: int | None = 1, obs_mode: str = OBS_MODE,
+    def __init__(self, num_envs: int, torch_threads: int | None = 1,
                  step_timeout_s: float | None = None, start_timeout_s: float | None = None):
         step = DEFAULT_STEP_TIMEOUT_S if step_timeout_s is None else step_timeout_s
         start = max(DEFAULT_START_TIMEOUT_S, step) if start_timeout_s is None else start_timeout_s
@@ -106,7 +104,6 @@ class CpuWorkerEnvs(BatchedEnvs):
         self._timeouts = {"start": start, "reset": start, "step": step, "render": step}
         self.num_envs = num_envs
         self._torch_threads = torch_threads
-        self._obs_mode = obs_mode  # benchmarks compare against "state_dict" (no rendering)
         self._active = 0
         self._spec: TaskSpec | None = None
         self._dead: dict[int, str] = {}
@@ -174,7 +171,7 @@ class CpuWorkerEnvs(BatchedEnvs):
             del self._dead[slot]
             self.restarts += 1
             if self._spec is not None:
-                self._call([slot], "start", [(self._spec, self._obs_mode)])
+                self._call([slot], "start", [self._spec])
 
     def _all(self, slots: Sequence[int], command: str, args: Sequence) -> list:
         """A command every slot must complete (start, reset): a worker that dies is restarted and asked once
@@ -192,7 +189,7 @@ class CpuWorkerEnvs(BatchedEnvs):
     def start_task(self, spec: TaskSpec) -> ActionBounds:
         self._spec = spec
         self._restart_dead()
-        return self._all(range(self.num_envs), "start", [(spec, self._obs_mode)] * self.num_envs)[0]
+        return self._all(range(self.num_envs), "start", [spec] * self.num_envs)[0]
 
     def reset(self, seeds: Sequence[int], observe: Sequence[bool] | None = None) -> Obs:
         if not 0 < len(seeds) <= self.num_envs:

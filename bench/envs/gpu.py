@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.envs.base import ActionBounds, BatchedEnvs, Obs, StepOutput, observe_mask
-from bench.envs.maniskill import cameras_off, flatten_obs, make_maniskill_env
+from bench.envs.maniskill import cameras, flatten_obs, make_maniskill_env
 from bench.errors import BenchError
 from bench.tasks import TaskSpec
 
@@ -57,13 +56,10 @@ class GpuEnvs(BatchedEnvs):
         padded = list(seeds) + [seeds[0]] * (self.num_envs - len(seeds))
         states = [self._initial_state(s) for s in padded]
         batched = _stack_state_dicts(states, torch, self._env.unwrapped.device)
-        with self._cameras(observe_mask(observe, len(seeds)).any()):
+        with cameras(self._env, on=observe_mask(observe, len(seeds)).any()):
             obs, _ = self._env.reset(seed=[int(s) for s in padded],
                                      options={"reset_to_env_states": {"env_states": batched}})
         return {k: v[: self._active] for k, v in flatten_obs(obs).items()}
-
-    def _cameras(self, observe: bool):
-        return contextlib.nullcontext() if observe else cameras_off(self._env)
 
     def step_async(self, actions: np.ndarray, slots: Sequence[int], observe: Sequence[bool] | None = None) -> None:
         if list(slots) != list(range(self._active)):
@@ -76,7 +72,7 @@ class GpuEnvs(BatchedEnvs):
 
         full = np.zeros((self.num_envs, self._actions.shape[1]), np.float32)
         full[: self._active] = self._actions
-        with self._cameras(self._observe):
+        with cameras(self._env, on=self._observe):
             obs, reward, _, _, info = self._env.step(torch.as_tensor(full, device=self._env.unwrapped.device))
         k = self._active
         flat = {key: v[:k] for key, v in flatten_obs(obs).items()}

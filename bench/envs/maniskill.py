@@ -80,14 +80,18 @@ def is_camera_key(key: str) -> bool:
 
 
 @contextmanager
-def cameras_off(env):
-    """Inside it, `env.step` / `env.reset` return the state part of the observation only and render nothing.
+def cameras(env, on: bool):
+    """With `on` False, `env.step` / `env.reset` inside it return the state part of the observation only and render
+    nothing; with `on` True, it changes nothing.
 
     ManiSkill renders every camera inside each step (its `get_obs`) and has no public switch for a step nobody will
     look at. Its observation mode is what `get_obs` dispatches on, so it reads "state_dict" for the duration: the
     cameras stay as they were built, so the next observed step renders exactly what it would have, and the state
     keys are computed by the same code (tests/test_observe_on_demand.py holds both to that).
     """
+    if on:
+        yield
+        return
     from mani_skill.envs.utils.observations import parse_obs_mode_to_struct
 
     unwrapped = env.unwrapped
