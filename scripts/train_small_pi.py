@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +64,11 @@ def prompt_corpus(dataset: list[Path], seed: int = 0) -> tuple[str, ...]:
     return tuple(corpus)
 
 
-def tokenizer_command(dataset: list[Path], out: Path, vocab_size: int = SMALL_ARCH["vocab_size"], seed: int = 0) -> Path:
-    """A SentencePiece model laid out like PaliGemma's, trained on the dataset's prompts (`prompt_corpus`)."""
-    return train_tokenizer(out, "small", prompt_corpus(dataset, seed), vocab_size)
+def tokenizer_command(dataset: list[Path], out: Path, vocab_size: int = SMALL_ARCH["vocab_size"], seed: int = 0,
+                      split_digits: bool = False) -> Path:
+    """A SentencePiece model laid out like PaliGemma's, trained on the dataset's prompts (`prompt_corpus`).
+    `--split-digits`: one piece per digit, as Gemma's tokenizer does (round 4, docs/trained-policies.md)."""
+    return train_tokenizer(out, "small", prompt_corpus(dataset, seed), vocab_size, split_digits=split_digits)
 
 
 PALIGEMMA_REPO = "google/paligemma-3b-pt-224"  # whose tokenizer lerobot's Pi0/Pi0.5 processors load from the Hub
@@ -205,13 +207,19 @@ def _unpack(folder: Path) -> Frames:
 
 # --- train -----------------------------------------------------------------------------------------------------------
 
-def model_inputs(data: Frames, model: str, tokenizer: Path, max_len: int, norm: dict[str, Normalizer]):
-    """Tokens and (Pi0) normalized padded state for every frame, through bench's own transform steps."""
+def model_inputs(data: Frames, model: str, tokenizer: Path | transforms.PromptTokenizer, max_len: int,
+                 norm: dict[str, Normalizer], state_noise: np.ndarray | None = None):
+    """Tokens and (Pi0) normalized padded state for every frame, through bench's own transform steps;
+    `state_noise` (training augmentation) is added to the normalized state before Pi0.5 writes it in bins."""
     state_in_prompt = model == "pi05"
+    if not isinstance(tokenizer, transforms.PromptTokenizer):
+        tokenizer = transforms.PromptTokenizer(tokenizer, max_len)
     steps = transforms.Pipeline([
         transforms.normalize(norm["state"]),
+        *([] if state_noise is None else [transforms.Step("jitter_state", lambda f: replace(
+            f, state=f.state + state_noise))]),
         transforms.prompt_with_state() if state_in_prompt else transforms.prompt(),
-        transforms.tokenize(transforms.PromptTokenizer(tokenizer, max_len), pi0_format=not state_in_prompt),
+        transforms.tokenize(tokenizer, pi0_format=not state_in_prompt),
         transforms.pad_state(MODEL_DIM)])
     frame = steps(transforms.Frame(obs={}, prompts=list(data.prompts), state=data.state))
     longest = int(frame.token_masks.sum(1).max())
@@ -223,11 +231,14 @@ def model_inputs(data: Frames, model: str, tokenizer: Path, max_len: int, norm: 
 def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = "pi05", steps: int = 20000,
                   batch_size: int = 64, lr: float = 3e-4, horizon: int = 10, max_len: int = 0, shift: int = 6,
                   device: str = "auto", seed: int = 0, minutes: float = 0.0, log_every: int = 200,
-                  init: Path | None = None, action_norm: str = "default") -> Path:
+                  init: Path | None = None, action_norm: str = "default", state_noise: float = 0.0) -> Path:
     """Trains from random weights, or goes on from checkpoint `init` (its weights and its normalization statistics);
     stops after `steps` or `minutes` (if > 0), whichever comes first (the learning rate follows a cosine to 0 at
     that point), and saves. `action_norm`: the model's default (lerobot's: Pi0.5 quantiles, Pi0 mean/std),
-    "quantiles" or "mean_std", written into the checkpoint's normalization_mapping as lerobot-train does."""
+    "quantiles" or "mean_std", written into the checkpoint's normalization_mapping as lerobot-train does.
+    `state_noise`: Gaussian noise on the normalized state of every training sample, its standard deviation in
+    Pi0.5's state bins (2/256 of the normalized range each); without it Pi0.5 small learned its training states'
+    exact bin tokens as keys (docs/trained-policies.md, round 4)."""
     import torch
 
     from bench.policies.pi_lerobot import _modules
@@ -243,7 +254,9 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
              read_stats(init / NORMALIZER_FILE))
     norm = {k: Normalizer.from_stats(v, modes[k], "lerobot") for k, v in stats.items()}
     max_len = max_len or (48 if model == "pi05" else 24)
-    tokens, token_masks, state, longest = model_inputs(data, model, tokenizer, max_len, norm)
+    prompt_tokenizer = transforms.PromptTokenizer(tokenizer, max_len)
+    tokens, token_masks, state, longest = model_inputs(data, model, prompt_tokenizer, max_len, norm)
+    noise_scale = state_noise * 2.0 / STATE_BINS
     actions = transforms.pad_to(norm["actions"].normalize(data.actions.astype(np.float32)), MODEL_DIM)
     action_dim = data.actions.shape[1]
 
@@ -296,11 +309,19 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
         target = actions_t[chunk]
         noise = torch.randn_like(target)
         t = net.sample_time(batch_size, device)
+        batch_tokens, batch_masks, batch_state = tokens_t[idx], masks_t[idx], state_t[idx]
+        if noise_scale:  # the batch's inputs again, from its jittered state
+            rows = idx.cpu().numpy()
+            jitter = rng.normal(0.0, noise_scale, data.state[rows].shape).astype(np.float32)
+            subset = Frames({}, data.state[rows], data.actions[rows], data.episode_end[rows],
+                            [data.prompts[r] for r in rows], [])
+            batch_tokens, batch_masks, batch_state = map(gpu, model_inputs(subset, model, prompt_tokenizer, max_len,
+                                                                           norm, jitter)[:3])
         with autocast:
             if model == "pi05":
-                losses = net.forward(views, view_masks, tokens_t[idx], masks_t[idx], target, noise, t)
+                losses = net.forward(views, view_masks, batch_tokens, batch_masks, target, noise, t)
             else:
-                losses = net.forward(views, view_masks, tokens_t[idx], masks_t[idx], state_t[idx], target, noise, t)
+                losses = net.forward(views, view_masks, batch_tokens, batch_masks, batch_state, target, noise, t)
         loss = losses[:, :, :action_dim].float().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -317,7 +338,8 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
             break
     save(policy, out, model, stats, data, curve, dict(steps=step + 1, batch_size=batch_size, lr=lr, horizon=horizon,
                                                        max_len=max_len, shift=shift, seed=seed, params=params,
-                                                       init=str(init) if init else None, action_norm=action_norm))
+                                                       init=str(init) if init else None, action_norm=action_norm,
+                                                       state_noise=state_noise))
     return out
 
 

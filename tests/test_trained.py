@@ -63,3 +63,22 @@ def test_paligemma_standin_is_what_lerobot_loads_offline(pushcube_recording, tmp
     loaded = subprocess.run([sys.executable, "-c", STANDIN_CHECK, "Push and move a cube to a goal region.",
                              str(model)], capture_output=True, text=True, env=env)
     assert loaded.returncode == 0 and "same ids" in loaded.stdout, loaded.stdout + loaded.stderr
+
+
+@pytest.mark.parametrize("model, verdict", [("pi0", "ok"), ("pi05", "warn")])
+def test_check_flags_a_policy_that_learned_its_training_states_by_heart(model, verdict, pushcube_recording,
+                                                                        short_tasks, bench, tmp_path):
+    """The committed Pi0.5 small answers a state nudged by 0.4% of its range with a first action 0.43 of the
+    recorded actions' spread away (it keys on the exact bin tokens of its prompt, docs/trained-policies.md round 4);
+    Pi0 small moves 0.03. `bench check`'s state-sensitivity row warns for the first, passes the second."""
+    require("lerobot.policies.pi05", "the trained checkpoints are lerobot models: pip install -e '.[lerobot]'")
+    import json
+
+    bench("check", "--policy", str(TRAINED / "presets" / f"{model}-small.toml"),
+          "--checkpoint", str(TRAINED / "checkpoints" / f"{model}-small"),
+          "--tokenizer", str(TRAINED / "checkpoints" / "tokenizer.model"), "--dataset", str(pushcube_recording),
+          "--tasks", "PushCube-v1", "--tasks-dir", str(short_tasks), "--json", str(tmp_path / "check.json"))
+    findings = {f["check"]: f for f in json.loads((tmp_path / "check.json").read_text())["findings"]}
+    found = findings["state sensitivity"]
+    assert found["verdict"] == verdict, found
+    assert (found["data"]["ratio"] >= 0.2) == (verdict == "warn")

@@ -27,6 +27,13 @@ from bench.tasks import Episode, TaskSpec
 RAW_KEYS = ("agent/qpos", "extra/tcp_pose")  # simulator fields the state layouts read (adapters.STATE_LAYOUTS)
 SKILL_OK = 0.5  # 1 - MSE / baseline MSE: the policy explains at least half of the actions' spread around the mean
 BATCH = 8  # frames per `act` call
+# State sensitivity: every state value nudged by this share of its dataset range [q01, q99] (about one of Pi0.5's
+# 256 bins); the first action should barely move. Measured (docs/trained-policies.md, round 4; 16 frames of recorded
+# PickCube / PushCube episodes): the committed small Pi0.5, which keys on its training states' exact bin tokens,
+# moved 0.46 / 0.43 of the recorded actions' spread; Pi0 0.02 / 0.03; that Pi0.5 trained on with state noise 0.03 /
+# 0.09: warn from 0.2.
+STATE_NUDGE = 0.004
+SENSITIVITY_WARN = 0.2
 
 
 @dataclass(frozen=True)
@@ -167,3 +174,29 @@ def replay_findings(chunks: np.ndarray, frames: list[ReplayFrame], mean_action: 
                             "checkpoint, and that this dataset is what it was trained on",
                             policy=policy.to_json(), mean_action=base.to_json(), skill=score))
     return found
+
+
+def nudge(states: np.ndarray, spread: np.ndarray, seed: int) -> np.ndarray:
+    """`states` [N, D] with each value moved by STATE_NUDGE of its dimension's `spread`, up or down at random."""
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=states.shape)
+    return (states + signs * STATE_NUDGE * spread).astype(np.float32)
+
+
+def sensitivity_finding(chunks: np.ndarray, nudged_chunks: np.ndarray, frames: list[ReplayFrame],
+                        mean_action: np.ndarray) -> Finding:
+    """How far the first action moves when the state moves by a hair (`nudge`), against the recorded first actions'
+    spread around the mean action. A policy whose actions jump has learned its training states by heart (Pi0.5's
+    state is a row of bin tokens in its prompt, which a small dataset lets it use as keys): open-loop replay on its
+    own frames looks fine, and closed loop, where no state is exactly a training state, fails."""
+    first = np.stack([frame.future[0] for frame in frames]).astype(np.float64)
+    dim = first.shape[1]
+    change = float(np.sqrt(((nudged_chunks[:, 0, :dim] - chunks[:, 0, :dim]) ** 2).mean()))
+    spread = float(np.sqrt(((first - mean_action) ** 2).mean()))
+    ratio = change / spread if spread > 0 else 0.0
+    detail = (f"the state moved by {STATE_NUDGE:.1%} of its range moves the first action by {change:.3g} RMS, "
+              f"{ratio:.2f} of the recorded actions' spread ({spread:.3g}; warn >= {SENSITIVITY_WARN}), "
+              f"{len(frames)} frames")
+    return graded("state sensitivity", WARN if ratio >= SENSITIVITY_WARN else OK, detail,
+                  "the policy's actions jump with a hair of state: it has learned the training states by heart and "
+                  "will fail where closed loop leaves them; train with state noise (scripts/train_small_pi.py "
+                  "--state-noise) or on more varied data", change=change, spread=spread, ratio=ratio)

@@ -178,24 +178,34 @@ def _replay(preset: PolicyPreset, ds, data: Episodes, picks, envs: dict[str, Tas
     layout = preset.params.get("state_layout", "qpos8")
     dataset_layout = recorded.get("state_layout") or layout  # a foreign dataset: assumed to be the preset's
     cameras = recorded.get("layout", {}).get("cameras") or spec.preset_cameras(preset.params)  # Pi key -> camera
-    frames = []
-    for position, t in picks:
-        raw = {k: v[0] for k, v in replay_check.raw_from_state(data.states[position][t:t + 1], dataset_layout).items()}
-        seed_of = data.seeds[position] if data.seeds[position] is not None else position
-        frames.append(replay_check.ReplayFrame(
-            data.tasks[position], int(data.meta[position]["episode_index"]), int(seed_of),
-            {cameras[key]: image for key, image in data.images[position][t].items()}, raw,
-            data.actions[position][t:]))
+    def frames_at(states: list[np.ndarray]) -> list[replay_check.ReplayFrame]:
+        frames = []
+        for (position, t), state in zip(picks, states):
+            raw = {k: v[0] for k, v in replay_check.raw_from_state(state[None], dataset_layout).items()}
+            seed_of = data.seeds[position] if data.seeds[position] is not None else position
+            frames.append(replay_check.ReplayFrame(
+                data.tasks[position], int(data.meta[position]["episode_index"]), int(seed_of),
+                {cameras[key]: image for key, image in data.images[position][t].items()}, raw,
+                data.actions[position][t:]))
+        return frames
+
+    states = np.stack([data.states[position][t] for position, t in picks])
+    frames = frames_at(list(states))
     if not replay_check.readable(layout, replay_check.observations(frames[:1])):
         return [fail("open-loop replay", f"the preset's state layout {layout} reads simulator values the dataset's "
                      f"{dataset_layout} state does not hold", f"set state_layout = \"{dataset_layout}\"")]
     bounds = {task.id: (env.low, env.high) for task, env in ((t, envs[t.id]) for t in data.tasks)}
+    all_states = np.concatenate(data.states)
+    spread = np.quantile(all_states, 0.99, axis=0) - np.quantile(all_states, 0.01, axis=0)
+    nudged = frames_at(list(replay_check.nudge(states, spread, seed)))
     try:
         chunks = replay_check.run_policy(preset, frames, bounds, seed)
+        nudged_chunks = replay_check.run_policy(preset, nudged, bounds, seed)
     except BenchError as e:
         return [fail("open-loop replay", f"the policy could not be built or run: {e}", "fix the FAIL above")]
     mean_action = np.concatenate(data.actions).mean(0)
-    return replay_check.replay_findings(chunks, frames, mean_action)
+    return [*replay_check.replay_findings(chunks, frames, mean_action),
+            replay_check.sensitivity_finding(chunks, nudged_chunks, frames, mean_action)]
 
 
 def check(config: CheckConfig) -> tuple[list[Finding], dict]:
@@ -219,13 +229,15 @@ def check(config: CheckConfig) -> tuple[list[Finding], dict]:
             found += spec.task_checks(spec.preset_cameras(params), action_dim, task, envs[task.id].low)
         if ds is None:
             return found + [skipped(name, "no --dataset") for name in
-                            ("dataset spec", "norm stats vs dataset", "sim vs dataset", "open-loop replay")], context
+                            ("dataset spec", "norm stats vs dataset", "sim vs dataset", "open-loop replay",
+                                          "state sensitivity")], context
         data, picks = _episodes(ds, keys, tasks, config.episodes_k)
         context["renderer"] = this_renderer()
         found += _spec_with_dataset(preset, files, ds, keys, data, envs)
         found += _sim_vs_dataset(preset, ds, keys, data, envs)
         if model.verdict == FAIL:  # the weights would not load into the preset's model
-            return found + [skipped("open-loop replay", "the preset's model is not the checkpoint's")], context
+            return found + [skipped(name, "the preset's model is not the checkpoint's")
+                            for name in ("open-loop replay", "state sensitivity")], context
         return found + _replay(preset, ds, data, picks, envs, config.seed), context
     finally:
         for env in envs.values():
@@ -248,4 +260,4 @@ def _remote(preset: PolicyPreset, tasks: list[TaskSpec], envs: dict[str, TaskEnv
             continue
         found += remote_findings(policy, envs[task.id])
     return found + [skipped(name, "remote preset: no checkpoint or dataset to check")
-                    for name in ("norm stats", "sim vs dataset", "open-loop replay")]
+                    for name in ("norm stats", "sim vs dataset", "open-loop replay", "state sensitivity")]

@@ -109,10 +109,12 @@ class TinyLerobotPiBackend(LerobotPiBackend):
 
 
 def train_tokenizer(folder: Path, name: str = "tiny", corpus: tuple[str, ...] = TOKENIZER_CORPUS,
-                    vocab_size: int = 300, dummy_prefix: bool = True) -> Path:
+                    vocab_size: int = 300, dummy_prefix: bool = True, split_digits: bool = False) -> Path:
     """A SentencePiece model trained in milliseconds, laid out like PaliGemma's (pad 0, eos 1, bos 2, unk 3, byte
     fallback, whitespace and "\\n" kept): `folder`/`name`.model. `dummy_prefix=False` is Gemma's whitespace
-    convention (no space added before the text), the one Hugging Face's GemmaTokenizer applies to any model file."""
+    convention (no space added before the text), the one Hugging Face's GemmaTokenizer applies to any model file.
+    `split_digits=True` writes every digit as its own piece, as Gemma's tokenizer does: Pi0.5's state bins then share
+    their digits' tokens instead of each bin being a token of its own."""
     import sentencepiece
 
     folder = Path(folder)
@@ -122,7 +124,7 @@ def train_tokenizer(folder: Path, name: str = "tiny", corpus: tuple[str, ...] = 
         input=str(folder / "corpus.txt"), model_prefix=str(folder / name), vocab_size=vocab_size,
         byte_fallback=True, pad_id=0, eos_id=1, bos_id=2, unk_id=3, model_type="bpe", minloglevel=2,
         normalization_rule_name="identity", remove_extra_whitespaces=False, hard_vocab_limit=False,
-        add_dummy_prefix=dummy_prefix)
+        add_dummy_prefix=dummy_prefix, split_digits=split_digits)
     return folder / f"{name}.model"
 
 
