@@ -19,7 +19,7 @@ from bench.check.findings import to_json as findings_json
 from bench.check.run import CheckConfig, check
 from bench.compare import compare, load_run, print_comparison, to_json, to_markdown_report
 from bench.errors import BenchError
-from bench.html_report import REPORT, policy_comparisons, write_report
+from bench.html_report import REPORT, policy_comparisons, robustness_sections, write_report
 from bench.doctor import diagnose
 from bench.policies import DEFAULT_PRESETS_DIR, plugins, presets, resolve_preset
 from bench.report import leaderboard_markdown, leaderboard_of, print_leaderboard, print_notices, print_table
@@ -142,8 +142,13 @@ def report_command(root: Annotated[Path, tyro.conf.Positional] = Path("results")
     print_notices(board, console)  # unreadable runs, ambiguous labels, several evaluation contracts
     if board.empty:
         raise BenchError(f"no finished episodes under {root}: run `bench run` first")
+    robust = robustness_sections(board)
+    for section in robust:
+        print_table(section.table, section.title, console)
+        for line in section.notes:
+            console.print(line)
     try:
-        page = write_report(board, out or root / REPORT, policy_comparisons(board))
+        page = write_report(board, out or root / REPORT, [*policy_comparisons(board), *robust])
     except OSError as e:
         raise BenchError(f"cannot write the report to {e.filename}: {e.strerror}; pass --out with a writable path") from e
     console.print(f"report: {page}")

@@ -9,6 +9,7 @@ these ones, are in `bench.stats`; this module pairs the episodes and builds the 
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ from bench.results import ok_mask
 from bench.runs import Run, load_run  # noqa: F401 (load_run: `bench compare` and `bench run --baseline` load runs)
 from bench.stats import (CONFIDENCE, episodes_needed, mcnemar_exact, mover_mean_interval, newcombe_paired_interval,
                          wilson_interval)
+from bench.variants import base_id
 
 ALPHA = 1 - CONFIDENCE
 BETTER, WORSE, SAME = "better", "worse", "no detectable difference"
@@ -78,7 +80,9 @@ def pair_episodes(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.Se
     return kept.astype({"success_once_a": bool, "success_once_b": bool}), excluded
 
 
-def _task_row(task: str, group: pd.DataFrame, margin: float) -> dict:
+def paired_row(task: str, group: pd.DataFrame, margin: float) -> dict:
+    """One task's paired statistics: A and B rates with Wilson intervals, B-A with Newcombe's paired interval, exact
+    McNemar, verdict, episodes needed. `group`: the pairs of `pair_episodes`."""
     a, b = group["success_once_a"], group["success_once_b"]
     n = len(group)
     both, a_only, b_only = int((a & b).sum()), int((a & ~b).sum()), int((~a & b).sum())
@@ -111,10 +115,31 @@ def _policy_side_by_side(a: dict, b: dict) -> pd.DataFrame:
                          "B": [json.dumps(pb.get(k)) for k in keys]})
 
 
+def nominal_twins(a: Run, b: Run) -> Run:
+    """A as the nominal twins of B's robustness variants: for each variant task of B whose base task A ran and B
+    did not, A's episodes of that task again under the variant's id, and in A's contract the base task's spec with
+    B's variant keys, so that the contracts may differ only in the variant. A itself when B has no such task."""
+    ran = set(a.episodes["task"])
+    variants = [t for t in dict.fromkeys(b.episodes["task"])
+                if base_id(t) != t and t not in ran and base_id(t) in ran and base_id(t) not in set(b.episodes["task"])]
+    if not variants or "contract" not in a.manifest or "contract" not in b.manifest:
+        return a
+    manifest = copy.deepcopy(a.manifest)
+    specs = manifest["contract"]["tasks"]
+    for variant in variants:
+        keys = {k: v for k, v in b.manifest["contract"]["tasks"].get(variant, {}).items()
+                if k == "variant" or k.startswith("perturbation.")}
+        specs[variant] = {**specs[base_id(variant)], **keys}
+    twins = [a.episodes[a.episodes["task"] == base_id(v)].assign(task=v) for v in variants]
+    return Run(a.path, manifest, pd.concat([a.episodes, *twins], ignore_index=True))
+
+
 def compare(a: Run, b: Run, margin: float = 0.0, allow_mismatch: bool = False) -> Comparison:
-    """Refuses runs whose evaluation contracts differ (unless `allow_mismatch`), then compares task by task."""
+    """Refuses runs whose evaluation contracts differ (unless `allow_mismatch`), then compares task by task. When B
+    ran robustness variants of tasks A ran nominally, each variant is compared with its nominal twins in A."""
     if not 0 <= margin < 1:
         raise BenchError(f"--margin is a difference in success rate between 0 and 1 (0.05 = 5 points), got {margin}")
+    a = nominal_twins(a, b)
     common = [task for task in dict.fromkeys(a.episodes["task"]) if task in set(b.episodes["task"])]
     mismatches = manifest_differences(a.manifest, b.manifest, common)
     if mismatches and not allow_mismatch:
@@ -125,7 +150,7 @@ def compare(a: Run, b: Run, margin: float = 0.0, allow_mismatch: bool = False) -
     if not tasks:
         raise BenchError(f"{a.path} and {b.path} share no (task, episode) with a finished episode in both: "
                          "compare runs of the same tasks")
-    rows = pd.DataFrame([_task_row(task, pairs[pairs["task"] == task], margin) for task in tasks])
+    rows = pd.DataFrame([paired_row(task, pairs[pairs["task"] == task], margin) for task in tasks])
     rows["excluded"] = [int(excluded.get(task, 0)) for task in tasks]
     rows["episodes_needed"] = rows["episodes_needed"].astype("Int64")
     table = pd.concat([rows, pd.DataFrame([_mean_row(rows, margin)])], ignore_index=True) if len(rows) > 1 else rows

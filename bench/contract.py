@@ -25,7 +25,7 @@ from bench import __version__
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.policies import PolicyPreset
-from bench.tasks import Episode, TaskSpec, TaskSuite, result_fields
+from bench.tasks import Episode, TaskSpec, TaskSuite, result_view
 
 RECORDED_PACKAGES = ("bench", "mani_skill", "sapien", "gymnasium", "torch", "numpy",
                      "lerobot", "transformers", "jax", "rpent-openpi", "sentencepiece", "ray")  # what Pi results depend on
@@ -90,7 +90,7 @@ def build(config: RunConfig, suite_version: str, tasks: list[TaskSpec], preset: 
     contract = {
         "evaluation": {"suite_version": suite_version, "seed": config.seed, "replan_steps": config.replan_steps,
                        "mani_skill": packages["mani_skill"], "sapien": packages["sapien"]},
-        "tasks": {t.id: flat({k: v for k, v in asdict(t).items() if k in result_fields()}) for t in tasks},
+        "tasks": {t.id: flat(result_view(t)) for t in tasks},
     }
     if episodes_from is not None:
         contract["evaluation"]["episodes_from"] = episodes_from

@@ -19,7 +19,7 @@ import jinja2
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench import __version__
+from bench import __version__, robustness
 from bench.compare import LEGEND, compare, comparison_display
 from bench.errors import BenchError
 from bench.report import Leaderboard, leaderboard_display, notices, table_title
@@ -100,6 +100,19 @@ def policy_comparisons(board: Leaderboard) -> list[ComparisonSection]:
                 continue
             notes = (f"A: {runs[a].path}", f"B: {runs[b].path}", *comparison.notes, LEGEND)
             sections.append(ComparisonSection(title, comparison_display(comparison.table), notes))
+    return sections
+
+
+def robustness_sections(board: Leaderboard) -> list[ComparisonSection]:
+    """Per run with robustness variants and their nominal tasks: each variant against its nominal twins
+    (`bench.robustness`), and the mean drop per axis."""
+    sections = []
+    for run in board.runs.values():
+        table = robustness.robustness_table(run)
+        if not table.empty:
+            sections.append(ComparisonSection(f"robustness: {run.label}, nominal (A) vs perturbed (B)",
+                                              robustness.display(table),
+                                              (*robustness.summary_lines(table), robustness.LEGEND)))
     return sections
 
 

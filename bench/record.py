@@ -40,6 +40,7 @@ from bench.policies import pi_transforms as transforms
 from bench.progress import LiveProgress
 from bench.results import probe_writable
 from bench.tasks import DEFAULT_TASKS_DIR, Episode, TaskSpec, TaskSuite, episode_seed, load_suite
+from bench.variants import instruction_for
 
 RECORD_SEED_OFFSET = 2**31  # recording seeds: 2^31 + episode_seed(...), in [2^31, 2^32); evaluation's are < 2^31
 ACTION_NOTE = ("the action the controller received: the policy's action clipped to the env's action bounds "
@@ -134,7 +135,7 @@ class FrameBuffer:
             self.frames[(task.id, episode.index)] = []
 
     def add(self, slots: np.ndarray, obs: dict, actions: np.ndarray) -> None:
-        frame = self.steps(transforms.Frame(obs, [self.task.instruction] * len(slots)))
+        frame = self.steps(transforms.Frame(obs, [instruction_for(self.task, self.wave[s].seed) for s in slots]))
         taken = controller_action(actions, *self.bounds, self.task.control_mode)
         for row, slot in enumerate(slots):
             columns = {key: frame.images[pi_key][row] for pi_key, key in self.layout.images.items()}
@@ -314,7 +315,8 @@ def _write(writer: V21Writer, buffer: FrameBuffer, task: TaskSpec, r: dict, conf
     if not keep:
         writer.skip(rollout)
         return
-    writer.add_episode(columns, task.instruction, {**rollout, "frames": len(columns[buffer.layout.state])})
+    writer.add_episode(columns, instruction_for(task, int(r["seed"])),
+                       {**rollout, "frames": len(columns[buffer.layout.state])})
 
 
 def _summary(console: Console, config: RecordConfig, bench: dict, writer: V21Writer) -> None:

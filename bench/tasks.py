@@ -6,12 +6,13 @@ import hashlib
 import json
 import tomllib
 import zlib
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from bench.errors import BenchError, unknown_name
+from bench.variants import VARIANT_MARK, VARIANTS_FILE, Perturbation, base_id, parse_perturbation
 
 DEFAULT_TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 SUITE_FILE = "suite.toml"
@@ -40,6 +41,23 @@ class TaskSpec:
     """False when the task draws part of its initial state at scene build time (PegInsertionSide's peg and hole
     sizes), which GPU physics cannot pin per episode: the task then runs on CPU workers. Not part of the contract:
     the backend each task ran on is."""
+    variant: str = ""
+    """A robustness variant's name (`tasks/robustness.toml`); "" for the nominal task."""
+    perturbation: Perturbation = Perturbation()
+
+    @property
+    def base_id(self) -> str:
+        """The ManiSkill task this runs (the nominal task's id)."""
+        return base_id(self.id)
+
+
+def result_view(spec: TaskSpec) -> dict:
+    """The spec's result fields as the contract and the suite fingerprint hold them; a nominal task's holds no
+    variant keys, so results written before variants existed still compare equal."""
+    view = {k: v for k, v in asdict(spec).items() if k in result_fields()}
+    if not spec.variant:
+        view.pop("variant"), view.pop("perturbation")
+    return view
 
 
 def result_fields() -> set[str]:
@@ -57,8 +75,9 @@ class Episode:
 
 
 def episode_seed(run_seed: int, task_id: str, index: int) -> int:
-    """Seed for episode `index` of `task_id`, independent of batch size, backend and order."""
-    entropy = [run_seed, zlib.crc32(task_id.encode()), index]
+    """Seed for episode `index` of `task_id`, independent of batch size, backend and order; a robustness variant's
+    episodes are its base task's (its nominal twins start from the same state)."""
+    entropy = [run_seed, zlib.crc32(base_id(task_id).encode()), index]
     return int(np.random.SeedSequence(entropy).generate_state(1, np.uint32)[0] >> 1)
 
 
@@ -91,8 +110,7 @@ class TaskSuite:
 
     def fingerprint(self, tasks: list[TaskSpec]) -> str:
         """Hash of the resolved specs, so an edited task file without a version bump is still detectable."""
-        blob = json.dumps([{k: v for k, v in asdict(t).items() if k in result_fields() | {"id"}} for t in tasks],
-                          sort_keys=True).encode()
+        blob = json.dumps([{"id": t.id, **result_view(t)} for t in tasks], sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -107,7 +125,7 @@ def _read_toml(path: Path) -> dict:
 
 
 def _spec(task_id: str, raw: dict, path: Path) -> TaskSpec:
-    names = {f.name for f in fields(TaskSpec)} - {"id"}
+    names = {f.name for f in fields(TaskSpec)} - {"id", "variant", "perturbation"}  # variants: robustness.toml
     unknown = set(raw) - names
     missing = {f.name for f in fields(TaskSpec) if f.default is MISSING} - {"id"} - set(raw)
     if unknown or missing:
@@ -129,7 +147,7 @@ def load_suite(directory: Path = DEFAULT_TASKS_DIR) -> TaskSuite:
     defaults = raw.get("defaults", {})
     tasks = {}
     for path in sorted(directory.glob("*.toml")):
-        if path.name != SUITE_FILE:
+        if path.name not in (SUITE_FILE, VARIANTS_FILE):
             tasks[path.stem] = _spec(path.stem, {**defaults, **_read_toml(path)}, path)
     suites, suite_episodes = {}, {}
     for name, entry in raw.get("suites", {}).items():  # a list of ids, or a table {tasks = [...], episodes = N}
@@ -143,8 +161,60 @@ def load_suite(directory: Path = DEFAULT_TASKS_DIR) -> TaskSuite:
                 suite_episodes[name] = entry["episodes"]
             entry = entry["tasks"]
         suites[name] = tuple(entry)
+    variants_path = directory / VARIANTS_FILE
+    if variants_path.is_file():
+        variant_tasks, variant_suites = _variants(tasks, _read_toml(variants_path), variants_path)
+        tasks.update(variant_tasks)
+        for name, ids in variant_suites.items():
+            if name in suites:
+                raise BenchError(f"{variants_path}: suite '{name}' is also defined in {suite_path}: rename one")
+            suites[name] = ids
     for name, ids in suites.items():
         for task_id in ids:
             if task_id not in tasks:
                 raise unknown_name("task", task_id, tasks, hint=f" (listed in suite '{name}' of {suite_path})")
     return TaskSuite(version=str(raw["version"]), tasks=tasks, suites=suites, suite_episodes=suite_episodes)
+
+
+def _variants(tasks: dict[str, TaskSpec], raw: dict, path: Path) -> tuple[dict[str, TaskSpec], dict[str, tuple]]:
+    """`robustness.toml` -> a spec `<TaskId>@<variant>` per base task and variant (a variant's own `tasks` list
+    narrows it to some of the file's tasks), and the suites: `robustness`
+    (each base task, then its variants), `robustness-<axis>` (each base task and that axis's variants), and the
+    file's own `[subsets]` of variant ids."""
+    unknown = set(raw) - {"tasks", "variants", "paraphrases", "subsets"}
+    if unknown:
+        raise BenchError(f"{path}: unknown keys {sorted(unknown)}; valid keys: paraphrases, subsets, tasks, variants")
+    base = list(raw.get("tasks", []))
+    for task_id in base:
+        if task_id not in tasks:
+            raise unknown_name("task", task_id, tasks, hint=f" (listed in {path})")
+    variants, applies = {}, {}
+    for name, entry in raw.get("variants", {}).items():
+        only = entry.get("tasks", base) if isinstance(entry, dict) else base
+        unknown = set(only) - set(base)
+        if unknown:
+            raise BenchError(f"{path}: variant '{name}': tasks {sorted(unknown)} are not in the file's tasks {base}")
+        variants[name] = parse_perturbation(name, {k: v for k, v in entry.items() if k != "tasks"}, path)
+        applies[name] = set(only)
+    paraphrases = {task: tuple(texts) for task, texts in raw.get("paraphrases", {}).items()}
+    specs: dict[str, TaskSpec] = {}
+    for task_id in base:
+        for name, perturbation in variants.items():
+            if task_id not in applies[name]:
+                continue
+            if perturbation.axis == "language":
+                if not paraphrases.get(task_id):
+                    raise BenchError(f"{path}: variant '{name}' paraphrases the instruction, but [paraphrases] has "
+                                     f"no list for {task_id}: add one")
+                perturbation = replace(perturbation, instructions=paraphrases[task_id])
+            variant_id = f"{task_id}{VARIANT_MARK}{name}"
+            specs[variant_id] = replace(tasks[task_id], id=variant_id, variant=name, perturbation=perturbation)
+    def suite_of(names: list[str]) -> tuple[str, ...]:
+        return tuple(i for t in base for i in (t, *(f"{t}{VARIANT_MARK}{n}" for n in names if t in applies[n])))
+
+    suites = {"robustness": suite_of(list(variants))}
+    for axis in dict.fromkeys(p.axis for p in variants.values()):
+        suites[f"robustness-{axis.replace('_', '-')}"] = suite_of([n for n, p in variants.items() if p.axis == axis])
+    for name, ids in raw.get("subsets", {}).items():
+        suites[name] = tuple(ids)
+    return specs, suites

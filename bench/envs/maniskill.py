@@ -26,10 +26,19 @@ def make_maniskill_env(spec: TaskSpec, num_envs: int, sim_backend: str, obs_mode
     import gymnasium as gym
     import mani_skill.envs  # noqa: F401  (registers the tasks)
 
+    from bench.envs.perturb import PerturbedSensors, scene_env_id
+
     height, width = spec.image_size
     side = height * len(spec.cameras)  # third-person view as tall as the policy's cameras stacked (videos)
+    perturbation = spec.perturbation
+    variant_kwargs = {}
+    if perturbation.scene:
+        variant_kwargs["perturbation"] = perturbation
+    if perturbation.robot_init_qpos_noise is not None:
+        variant_kwargs["robot_init_qpos_noise"] = perturbation.robot_init_qpos_noise
     env = gym.make(
-        spec.id,
+        scene_env_id(spec.base_id) if perturbation.scene else spec.base_id,
+        **variant_kwargs,
         num_envs=num_envs,
         obs_mode=obs_mode,
         robot_uids=spec.robot,
@@ -50,6 +59,8 @@ def make_maniskill_env(spec: TaskSpec, num_envs: int, sim_backend: str, obs_mode
         unwrapped._hidden_objects.remove(hidden[name])
         hidden[name].show_visual()  # ManiSkill hid it when it built the scene; off the list it is never hidden again
     hide_links(unwrapped, spec)
+    if perturbation.sensor:
+        env = PerturbedSensors(env, perturbation)
     if "sensor_data" in obs_mode or "rgb" in obs_mode:
         missing = set(spec.cameras) - set(unwrapped._sensors)
         if missing:

@@ -19,6 +19,7 @@ import numpy as np
 
 from bench.errors import BenchError, unknown_name
 from bench.tasks import Episode, TaskSpec
+from bench.variants import instruction_for
 
 ENTRY_POINT_GROUP = "bench.policies"
 DEFAULT_PRESETS_DIR = Path(__file__).resolve().parents[2] / "policies"
@@ -34,6 +35,11 @@ class EpisodeContext:
     episode: Episode
     action_low: np.ndarray
     action_high: np.ndarray
+
+    @property
+    def instruction(self) -> str:
+        """The instruction this episode is given (a paraphrase on the language axis of a robustness variant)."""
+        return instruction_for(self.task, self.episode.seed)
 
 
 class Policy(ABC):

@@ -245,14 +245,14 @@ class ExpertPolicy(Policy):
                 "tasks": sorted(TASKS)}
 
     def check_task(self, task: TaskSpec) -> None:
-        if task.id not in TASKS:
-            raise BenchError(f"the expert policy has no script for {task.id}; it scripts {', '.join(sorted(TASKS))}")
+        if task.base_id not in TASKS:  # a robustness variant is scripted as its base task
+            raise BenchError(f"the expert policy has no script for {task.base_id}; it scripts {', '.join(sorted(TASKS))}")
         if task.control_mode != "pd_ee_delta_pose":
             raise BenchError(f"the expert policy drives pd_ee_delta_pose, but {task.id} is set to "
                              f"'{task.control_mode}' in its task file")
 
     def reset(self, slot: int, context: EpisodeContext) -> None:
-        self._task[slot] = context.task.id
+        self._task[slot] = context.task.base_id
         self._phase[slot] = 0
         self._steps[slot] = 0
 

@@ -210,7 +210,7 @@ class PiPolicy(Policy):
                              f"norm stats {stats_dims['state']}: fix state_layout in the preset")
 
     def reset(self, slot: int, context: EpisodeContext) -> None:
-        self._instructions[slot] = context.task.instruction
+        self._instructions[slot] = context.instruction
         # flow-matching noise from the episode's own seed: an episode's actions do not depend on which other
         # episodes share its batch, so resumed and re-batched runs replay it (up to float rounding)
         self._noise[slot] = np.random.default_rng([context.episode.seed, self._seed])

@@ -46,7 +46,7 @@ class RemotePolicy(Policy):
             layout = STATE_LAYOUTS[arg]
             return lambda obs, i, ctx: layout({k: v[i:i + 1] for k, v in obs.items()})[0].astype(np.float32)
         if spec == "prompt":
-            return lambda obs, i, ctx: ctx.task.instruction
+            return lambda obs, i, ctx: ctx.instruction
         raise BenchError(f"remote policy: key source '{spec}' is not camera:<name>, state:<{'|'.join(STATE_LAYOUTS)}> "
                          "or prompt; fix [params.keys] in the preset")
 
