@@ -97,8 +97,15 @@ def tasks_command(tasks_dir: Path = DEFAULT_TASKS_DIR) -> int:
         episodes = f" ({suite.suite_episodes[name]} episodes each)" if name in suite.suite_episodes else ""
         console.print(f"  [bold]{name}[/]: {', '.join(ids)}{episodes}")
     columns = ["id", "max_steps", "robot", "control_mode", "control_freq", "image_size", "instruction"]
-    rows = [{c: getattr(t, c) for c in columns} for t in suite.tasks.values()]
+    rows = [{c: getattr(t, c) for c in columns} for t in suite.tasks.values() if not t.variant]
     print_table(pd.DataFrame(rows, columns=columns), "tasks", console)
+    variants: dict[str, list] = {}
+    for task in (t for t in suite.tasks.values() if t.variant):
+        variants.setdefault(task.variant, [task.perturbation, []])[1].append(task.base_id)
+    if variants:
+        rows = [{"variant": name, "axis": p.axis, "version": p.version, "tasks": ", ".join(ids)}
+                for name, (p, ids) in variants.items()]
+        print_table(pd.DataFrame(rows), "robustness variants (run as <task>@<variant>; tasks/robustness.toml)", console)
     return 0
 
 

@@ -39,9 +39,10 @@ class Perturbation:
     """Multiplies every light's intensity, ambient included."""
     light_color: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Multiplies every light's RGB colour."""
-    # appearance: flat colours instead of the table's wood texture and the floor's
+    # appearance: the colour texture of the table top and the floor replaced by a colour (their materials' other
+    # maps stay: the wood grain still shows)
     table_color: tuple[float, float, float] | None = None
-    """RGB in [0, 1] for the table top; None keeps ManiSkill's wood texture."""
+    """RGB in [0, 1] for the table top; None keeps ManiSkill's wood colour."""
     floor_color: tuple[float, float, float] | None = None
     """RGB in [0, 1] for the floor; None keeps ManiSkill's."""
     # sensor: applied to every rendered camera image after rendering, before anything reads it

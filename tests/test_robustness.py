@@ -178,3 +178,10 @@ def test_compare_pairs_a_variant_run_with_its_nominal_run_and_refuses_another_ve
     assert row["task"] == "PushCube-v1@light-dim" and row["episodes"] == 2
     code, out = bench("compare", str(runs / "dim"), str(runs / "dim-v2"))
     assert code == 2 and "perturbation.version: 1 != 2" in out, out
+
+
+def test_bench_tasks_lists_the_robustness_suites_and_variants(bench):
+    code, out = bench("tasks")
+    assert code == 0
+    assert "robustness-smoke:" in out and "robustness variants" in out
+    assert "joint-noise" in out and "initial_state" in out

@@ -57,8 +57,8 @@ class PerturbedScene:
 
 
     def _load_scene(self, options: dict):
-        """The task's own scene, then the table top and the floor in flat colours (every task here builds them with
-        ManiSkill's TableSceneBuilder)."""
+        """The task's own scene, then the table top's and the floor's colour textures replaced by the variant's
+        colours (every task here builds them with ManiSkill's TableSceneBuilder)."""
         super()._load_scene(options)
         p = self._perturbation
         for actor, color in ((self.table_scene.table, p.table_color), (self.table_scene.ground, p.floor_color)):
