@@ -10,7 +10,7 @@ episode index). What a variant draws per episode (the sensor noise, a paraphrase
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -129,13 +129,3 @@ def parse_perturbation(name: str, raw: dict, path) -> Perturbation:
     if not 0 <= perturbation.jpeg_quality <= 95:
         raise BenchError(f"{path}: variant '{name}': jpeg_quality must be 1-95 (0: off)")
     return perturbation
-
-
-@dataclass(frozen=True)
-class VariantSet:
-    """`tasks/robustness.toml`: the variants, which base tasks each applies to, per-task paraphrases."""
-
-    variants: dict[str, Perturbation]
-    tasks: tuple[str, ...]
-    paraphrases: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    subsets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # suite name -> variant ids
