@@ -10,6 +10,8 @@ camera the dataset says each image came from (bench.json; a foreign dataset: the
 the recorded size (already 224: resize_with_pad is then the identity). The raw simulator state comes from the
 dataset's raw fields when it has them (`RAW_KEYS`); otherwise it is rebuilt by inverting the dataset's state layout
 (`raw_from_state`), and what that layout does not determine is NaN: a preset layout that reads it fails here.
+The same frames run once more with the state nudged (`nudge`): a policy whose actions jump has learned its training
+states by heart (`sensitivity_finding`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Order: inputs first (preset, policy files, tasks, dataset: a bad one is one line and exit 2, before anything is
 built); then the spec gate (preset vs checkpoint vs task vs dataset, no model), sim vs dataset (the env reset to
-the dataset's seeds), open-loop replay (the model on dataset frames). Checks that need what was not given are
-reported as skipped.
+the dataset's seeds), open-loop replay (the model on dataset frames) and its state sensitivity (the same frames with
+the state nudged). Checks that need what was not given are reported as skipped.
 """
 
 from __future__ import annotations
