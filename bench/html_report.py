@@ -37,6 +37,8 @@ class ComparisonSection:
     title: str
     table: pd.DataFrame
     notes: tuple[str, ...] = ()
+    chart: str = ""
+    """An SVG data URI shown under the table ("" for none)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,23 @@ def success_plot(board: pd.DataFrame, column: str, policies: list[str]) -> str:
     axes.set_yticks(range(0, 101, 25))
     axes.set_ylabel("success_once (%)")
     axes.set_title(column, fontsize=10)
+    axes.tick_params(axis="x", labelsize=8, labelrotation=20)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="svg")
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def axis_chart(summary: pd.DataFrame) -> str:
+    """Per robustness axis, the mean paired drop in success_once with its 95% (MOVER) interval; an SVG data URI."""
+    figure = Figure(figsize=(1.6 + 0.9 * len(summary), 3.0), layout="constrained")
+    axes = figure.add_subplot()
+    drops = 100 * summary["diff"]
+    errors = [drops - 100 * summary["diff_low"], 100 * summary["diff_high"] - drops]
+    axes.bar(summary["axis"], drops, yerr=errors, capsize=5, color=["C3" if s else "C7" for s in summary["significant"]])
+    axes.axhline(0, color="black", linewidth=0.8)
+    axes.set_ylim(-105, 35)
+    axes.set_ylabel("perturbed - nominal (pts)")
+    axes.set_title("mean drop per axis (red: interval excludes 0)", fontsize=9)
     axes.tick_params(axis="x", labelsize=8, labelrotation=20)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="svg")
@@ -112,7 +131,8 @@ def robustness_sections(board: Leaderboard) -> list[ComparisonSection]:
         if not table.empty:
             sections.append(ComparisonSection(f"robustness: {run.label}, nominal (A) vs perturbed (B)",
                                               robustness.display(table),
-                                              (*robustness.summary_lines(table), robustness.LEGEND)))
+                                              (*robustness.summary_lines(table), robustness.LEGEND),
+                                              axis_chart(robustness.axis_summary(table))))
     return sections
 
 

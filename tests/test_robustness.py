@@ -152,7 +152,8 @@ def test_robustness_smoke_runs_end_to_end(short_tasks, bench, tmp_path):
                                                                       "language", "initial_state"}
     code, out = bench("report", str(tmp_path))
     assert code == 0 and "robustness: r" in out, out
-    assert "PushCube-v1@light-dim" in (tmp_path / "report.html").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert "PushCube-v1@light-dim" in page and "per-axis chart" in page
 
 
 def test_compare_pairs_a_variant_run_with_its_nominal_run_and_refuses_another_version(short_tasks, bench, tmp_path):
