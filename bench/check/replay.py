@@ -140,17 +140,23 @@ def readable(layout: str, raw: dict[str, np.ndarray]) -> bool:
         return False
 
 
-def run_policy(preset: PolicyPreset, frames: list[ReplayFrame], bounds: dict[str, tuple], seed: int) -> np.ndarray:
-    """Action chunks [K, H, A] as `bench run` would compute them for these observations."""
-    policy = build_policy(preset, num_slots=min(BATCH, len(frames)), seed=seed)
-    chunks = []
-    for start in range(0, len(frames), BATCH):
-        batch = frames[start:start + BATCH]
-        for slot, frame in enumerate(batch):
-            low, high = bounds[frame.task.id]
-            policy.reset(slot, EpisodeContext(frame.task, Episode(frame.task.id, frame.episode, frame.seed), low, high))
-        chunks.extend(policy.act(observations(batch), np.arange(len(batch))))
-    return np.stack(chunks)
+def run_policy(preset: PolicyPreset, frame_sets: list[list[ReplayFrame]], bounds: dict[str, tuple],
+               seed: int) -> list[np.ndarray]:
+    """Action chunks [K, H, A] per set of frames, as `bench run` would compute them for these observations; one
+    policy for all the sets (each frame's `reset` reseeds its slot's noise from the episode, so the sets share it)."""
+    policy = build_policy(preset, num_slots=min(BATCH, max(map(len, frame_sets))), seed=seed)
+    out = []
+    for frames in frame_sets:
+        chunks = []
+        for start in range(0, len(frames), BATCH):
+            batch = frames[start:start + BATCH]
+            for slot, frame in enumerate(batch):
+                low, high = bounds[frame.task.id]
+                policy.reset(slot, EpisodeContext(frame.task, Episode(frame.task.id, frame.episode, frame.seed),
+                                                  low, high))
+            chunks.extend(policy.act(observations(batch), np.arange(len(batch))))
+        out.append(np.stack(chunks))
+    return out
 
 
 def replay_findings(chunks: np.ndarray, frames: list[ReplayFrame], mean_action: np.ndarray) -> list[Finding]:

@@ -199,8 +199,7 @@ def _replay(preset: PolicyPreset, ds, data: Episodes, picks, envs: dict[str, Tas
     spread = np.quantile(all_states, 0.99, axis=0) - np.quantile(all_states, 0.01, axis=0)
     nudged = frames_at(list(replay_check.nudge(states, spread, seed)))
     try:
-        chunks = replay_check.run_policy(preset, frames, bounds, seed)
-        nudged_chunks = replay_check.run_policy(preset, nudged, bounds, seed)
+        chunks, nudged_chunks = replay_check.run_policy(preset, [frames, nudged], bounds, seed)
     except BenchError as e:
         return [fail("open-loop replay", f"the policy could not be built or run: {e}", "fix the FAIL above")]
     mean_action = np.concatenate(data.actions).mean(0)
