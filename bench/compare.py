@@ -119,9 +119,9 @@ def nominal_twins(a: Run, b: Run) -> Run:
     """A as the nominal twins of B's robustness variants: for each variant task of B whose base task A ran and B
     did not, A's episodes of that task again under the variant's id, and in A's contract the base task's spec with
     B's variant keys, so that the contracts may differ only in the variant. A itself when B has no such task."""
-    ran = set(a.episodes["task"])
+    ran, b_ran = set(a.episodes["task"]), set(b.episodes["task"])
     variants = [t for t in dict.fromkeys(b.episodes["task"])
-                if base_id(t) != t and t not in ran and base_id(t) in ran and base_id(t) not in set(b.episodes["task"])]
+                if base_id(t) != t and t not in ran and base_id(t) in ran and base_id(t) not in b_ran]
     if not variants or "contract" not in a.manifest or "contract" not in b.manifest:
         return a
     manifest = copy.deepcopy(a.manifest)
@@ -130,8 +130,12 @@ def nominal_twins(a: Run, b: Run) -> Run:
         keys = {k: v for k, v in b.manifest["contract"]["tasks"].get(variant, {}).items()
                 if k == "variant" or k.startswith("perturbation.")}
         specs[variant] = {**specs[base_id(variant)], **keys}
-    twins = [a.episodes[a.episodes["task"] == base_id(v)].assign(task=v) for v in variants]
-    return Run(a.path, manifest, pd.concat([a.episodes, *twins], ignore_index=True))
+    return Run(a.path, manifest, pd.concat([a.episodes, twin_episodes(a.episodes, variants)], ignore_index=True))
+
+
+def twin_episodes(episodes: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
+    """Each variant's base-task episodes again, under the variant's id: its nominal twins, to pair with it."""
+    return pd.concat([episodes[episodes["task"] == base_id(v)].assign(task=v) for v in variants], ignore_index=True)
 
 
 def compare(a: Run, b: Run, margin: float = 0.0, allow_mismatch: bool = False) -> Comparison:

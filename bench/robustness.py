@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.compare import ALPHA, comparison_display, format_diff, pair_episodes, paired_row
+from bench.compare import ALPHA, comparison_display, format_diff, pair_episodes, paired_row, twin_episodes
 from bench.report import format_rate
 from bench.results import ok_mask
 from bench.runs import Run
@@ -25,10 +25,11 @@ def robustness_table(run: Run) -> pd.DataFrame:
     """One row per variant whose base task ran too: nominal (A) and perturbed (B) success_once with the paired drop,
     McNemar p and verdict (`bench.compare`), and both success_at_end rates; empty when the run has no such pair."""
     episodes, axes = run.episodes, variant_axes(run)
-    variants = [t for t in dict.fromkeys(episodes["task"]) if t in axes and base_id(t) in set(episodes["task"])]
+    ran = set(episodes["task"])
+    variants = [t for t in dict.fromkeys(episodes["task"]) if t in axes and base_id(t) in ran]
     if not variants:
         return pd.DataFrame()
-    nominal = pd.concat([episodes[episodes["task"] == base_id(v)].assign(task=v) for v in variants])
+    nominal = twin_episodes(episodes, variants)
     perturbed = episodes[episodes["task"].isin(variants)]
     pairs, _ = pair_episodes(nominal, perturbed)  # refuses twins that did not start from the same seed
     rows = []

@@ -1,6 +1,7 @@
 """Robustness variants in the simulator (`bench.variants` declares them):
-- scene (camera, lighting, appearance): a subclass of the task's ManiSkill env, registered once per task and process, that
-  builds the perturbed scene; the perturbation is a constructor argument, so every variant of a task shares it;
+- scene (camera, lighting, appearance): a subclass of the task's ManiSkill env, registered once per task and
+  process, that builds the perturbed scene; the perturbation is a constructor argument, so every variant of a
+  task shares it;
 - sensor: a gymnasium wrapper that perturbs every rendered camera image, with noise drawn from the sensor stream of
   the slot's episode seed and step;
 - initial state: ManiSkill's own `robot_init_qpos_noise` argument (bench.envs.maniskill passes it on).
@@ -54,7 +55,6 @@ class PerturbedScene:
                 for light in entity.components:
                     if isinstance(light, sapien.render.RenderLightComponent):
                         light.color = np.asarray(light.color, np.float32) * gain
-
 
     def _load_scene(self, options: dict):
         """The task's own scene, then the table top's and the floor's colour textures replaced by the variant's
