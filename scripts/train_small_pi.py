@@ -231,14 +231,16 @@ def model_inputs(data: Frames, model: str, tokenizer: Path | transforms.PromptTo
 def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = "pi05", steps: int = 20000,
                   batch_size: int = 64, lr: float = 3e-4, horizon: int = 10, max_len: int = 0, shift: int = 6,
                   device: str = "auto", seed: int = 0, minutes: float = 0.0, log_every: int = 200,
-                  init: Path | None = None, action_norm: str = "default", state_noise: float = 0.0) -> Path:
+                  init: Path | None = None, action_norm: str = "default", state_noise: float = 0.0,
+                  ordinal_bins: bool = False) -> Path:
     """Trains from random weights, or goes on from checkpoint `init` (its weights and its normalization statistics);
     stops after `steps` or `minutes` (if > 0), whichever comes first (the learning rate follows a cosine to 0 at
     that point), and saves. `action_norm`: the model's default (lerobot's: Pi0.5 quantiles, Pi0 mean/std),
     "quantiles" or "mean_std", written into the checkpoint's normalization_mapping as lerobot-train does.
     `state_noise`: Gaussian noise on the normalized state of every training sample, its standard deviation in
     Pi0.5's state bins (2/256 of the normalized range each); without it Pi0.5 small learned its training states'
-    exact bin tokens as keys (docs/trained-policies.md, round 4)."""
+    exact bin tokens as keys (docs/trained-policies.md, round 4). `ordinal_bins` (from scratch, Pi0.5): the state-bin
+    tokens' embeddings start ordered (`ordinal_bin_embeddings`) instead of random."""
     import torch
 
     from bench.policies.pi_lerobot import _modules
@@ -272,6 +274,8 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
         from safetensors.torch import load_file
 
         policy.load_state_dict(load_file(str(init / "model.safetensors")), strict=True)
+    elif ordinal_bins and model == "pi05":
+        ordinal_bin_embeddings(policy.model, tokenizer, seed)
     policy.to(device).train()
     net = policy.model
     params = sum(p.numel() for p in net.parameters())
@@ -339,8 +343,40 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
     save(policy, out, model, stats, data, curve, dict(steps=step + 1, batch_size=batch_size, lr=lr, horizon=horizon,
                                                        max_len=max_len, shift=shift, seed=seed, params=params,
                                                        init=str(init) if init else None, action_norm=action_norm,
-                                                       state_noise=state_noise))
+                                                       state_noise=state_noise, ordinal_bins=ordinal_bins))
     return out
+
+
+def ordinal_bin_embeddings(net, tokenizer: Path, seed: int, frequencies: int = 16) -> int:
+    """Starts every state-bin token's embedding ("▁17", and "▁17;" where the last bin merged with the semicolon) as a
+    fixed random projection of Fourier features of its bin value, at the norm of the other rows: neighbouring bins
+    start alike, so what the model learns for one bin carries over to its neighbours instead of each of 256 tokens
+    being learned alone (Pi0.5 small from random embeddings learned its training states' tokens by heart, round 4).
+    Returns how many rows were set."""
+    import re
+
+    import sentencepiece
+    import torch
+
+    table = net.paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(tokenizer))
+    rows, values, merged = [], [], []
+    for piece_id in range(processor.get_piece_size()):
+        match = re.fullmatch("\u2581(\\d+)(;?)", processor.id_to_piece(piece_id))
+        if match and int(match[1]) < STATE_BINS:
+            rows.append(piece_id), values.append(int(match[1])), merged.append(bool(match[2]))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        x = torch.tensor(values, dtype=torch.float32)[:, None] / (STATE_BINS - 1)
+        k = torch.arange(1, frequencies + 1, dtype=torch.float32)[None] * math.pi
+        features = torch.cat([torch.cos(k * x), torch.sin(k * x)], 1)
+        projection = torch.randn(2 * frequencies, table.shape[1], generator=generator)
+        vectors = features @ projection
+        semicolon = processor.piece_to_id(";")
+        vectors += torch.tensor(merged, dtype=torch.float32)[:, None] * table[semicolon].detach().cpu().float()
+        scale = table.detach().float().norm(dim=1).mean().cpu() / vectors.norm(dim=1).mean()
+        table[torch.tensor(rows)] = (vectors * scale).to(table.dtype).to(table.device)
+    return len(rows)
 
 
 def _random_shift(images, pad: int, rng):

@@ -82,3 +82,35 @@ def test_check_flags_a_policy_that_learned_its_training_states_by_heart(model, v
     found = findings["state sensitivity"]
     assert found["verdict"] == verdict, found
     assert (found["data"]["ratio"] >= 0.2) == (verdict == "warn")
+
+
+def test_ordinal_bin_embeddings_start_neighbouring_bins_alike():
+    """`train --ordinal-bins` (docs/trained-policies.md, round 5): every state-bin token of the committed tokenizer,
+    "▁17" and the "▁17;" that the last value merges into, starts ordered: neighbours alike, distant bins not, the
+    merged and unmerged token of one bin alike, at the norm of the other rows."""
+    require("lerobot.policies.pi05", "the trained checkpoints are lerobot models: pip install -e '.[lerobot]'")
+    import sentencepiece
+    import torch
+
+    sys.path.insert(0, str(TRAINED.parents[1] / "scripts"))
+    import train_small_pi
+    from bench.policies.pi_lerobot import _modules
+    from bench.policies.pi_tiny import tiny_architecture
+
+    policy_cls, config_cls, module = _modules("pi05")
+    with tiny_architecture(module, train_small_pi.SMALL_ARCH):
+        net = policy_cls(config_cls(device="cpu", dtype="float32", chunk_size=10, n_action_steps=10)).model
+    table = net.paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight
+    norm_before = table.detach().norm(dim=1).mean()
+    tokenizer = TRAINED / "checkpoints" / "tokenizer.model"
+    rows = train_small_pi.ordinal_bin_embeddings(net, tokenizer, seed=0)
+    pieces = sentencepiece.SentencePieceProcessor(model_file=str(tokenizer))
+    assert rows >= 256
+    unit = torch.nn.functional.normalize(table.detach(), dim=1)
+
+    def cosine(a: str, b: str) -> float:
+        return float(unit[pieces.piece_to_id(a)] @ unit[pieces.piece_to_id(b)])
+
+    assert cosine("▁100", "▁101") > 0.95 and abs(cosine("▁100", "▁180")) < 0.3
+    assert cosine("▁20", "▁20;") > 0.5 and cosine("▁20;", "▁21;") > 0.95
+    assert abs(float(table.detach()[pieces.piece_to_id("▁7")].norm()) / float(norm_before) - 1) < 0.5
