@@ -181,9 +181,10 @@ def _variants(tasks: dict[str, TaskSpec], raw: dict, path: Path) -> tuple[dict[s
     narrows it to some of the file's tasks), and the suites: `robustness`
     (each base task, then its variants), `robustness-<axis>` (each base task and that axis's variants), and the
     file's own `[subsets]` of variant ids."""
-    unknown = set(raw) - {"tasks", "variants", "paraphrases", "subsets"}
+    unknown = set(raw) - {"tasks", "variants", "paraphrases", "layouts", "subsets"}
     if unknown:
-        raise BenchError(f"{path}: unknown keys {sorted(unknown)}; valid keys: paraphrases, subsets, tasks, variants")
+        raise BenchError(f"{path}: unknown keys {sorted(unknown)}; valid keys: layouts, paraphrases, subsets, tasks, "
+                         "variants")
     base = list(raw.get("tasks", []))
     for task_id in base:
         if task_id not in tasks:
@@ -207,6 +208,13 @@ def _variants(tasks: dict[str, TaskSpec], raw: dict, path: Path) -> tuple[dict[s
                     raise BenchError(f"{path}: variant '{name}' paraphrases the instruction, but [paraphrases] has "
                                      f"no list for {task_id}: add one")
                 perturbation = replace(perturbation, instructions=paraphrases[task_id])
+            if perturbation.spawn_scale != 1.0:
+                layout = raw.get("layouts", {}).get(task_id)
+                if not layout or not layout.get("actors") or len(layout.get("center", ())) != 2:
+                    raise BenchError(f"{path}: variant '{name}' widens spawn ranges, but [layouts] has no "
+                                     f"{{actors = [...], center = [x, y]}} for {task_id}: add one")
+                perturbation = replace(perturbation, layout_actors=tuple(layout["actors"]),
+                                       spawn_center=tuple(layout["center"]))
             variant_id = f"{task_id}{VARIANT_MARK}{name}"
             specs[variant_id] = replace(tasks[task_id], id=variant_id, variant=name, perturbation=perturbation)
     def suite_of(names: list[str]) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""Robustness variants: a task with one perturbation (camera, lighting, appearance, sensor, language, initial state), declared in
+"""Robustness variants: a task with one perturbation (camera, lighting, appearance, distractors, sensor, language, initial
+state), declared in
 `tasks/robustness.toml` and named `<TaskId>@<variant>` (e.g. `PickCube-v1@camera-small`).
 
 A variant's episodes are its base task's (same seeds, `tasks.episode_seed`), so a perturbed episode and its nominal
@@ -16,7 +17,21 @@ import numpy as np
 
 VARIANT_MARK = "@"
 VARIANTS_FILE = "robustness.toml"
-AXES = ("camera", "lighting", "appearance", "sensor", "language", "initial_state")
+AXES = ("camera", "lighting", "appearance", "distractors", "sensor", "language", "initial_state")
+DISTRACTOR_SHAPES = ("box", "sphere")
+
+
+@dataclass(frozen=True)
+class Distractor:
+    """A small loose object that no task uses, put on the table at the start of every episode."""
+
+    shape: str
+    """"box" or "sphere"."""
+    xy: tuple[float, float]
+    """Metres on the table, in the task's frame (the robot's base stands at x = -0.615)."""
+    size: float
+    """Half the edge of a box, the radius of a sphere, in metres."""
+    color: tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -39,12 +54,16 @@ class Perturbation:
     """Multiplies every light's intensity, ambient included."""
     light_color: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Multiplies every light's RGB colour."""
+    light_direction: tuple[float, float, float] | None = None
+    """Where the key light (the first directional light, ManiSkill's (1, 1, -1)) shines to; None keeps it."""
     # appearance: the colour texture of the table top and the floor replaced by a colour (their materials' other
     # maps stay: the wood grain still shows)
     table_color: tuple[float, float, float] | None = None
     """RGB in [0, 1] for the table top; None keeps ManiSkill's wood colour."""
     floor_color: tuple[float, float, float] | None = None
     """RGB in [0, 1] for the floor; None keeps ManiSkill's."""
+    # distractors: fixed places, the same in every episode, put back at each episode's start
+    distractors: tuple[Distractor, ...] = ()
     # sensor: applied to every rendered camera image after rendering, before anything reads it
     image_noise_std: float = 0.0
     """Gaussian noise, in uint8 levels."""
@@ -58,13 +77,23 @@ class Perturbation:
     # initial state (changes where an episode starts: its twin is paired by episode index, not by state)
     robot_init_qpos_noise: float | None = None
     """ManiSkill's `robot_init_qpos_noise` (its default: 0.02 rad)."""
+    spawn_scale: float = 1.0
+    """Wider spawn ranges: after the task places its objects, the whole layout (`layout_actors`, moved together, so
+    the objects keep their places relative to each other) moves so that its first actor's offset from the centre of
+    its spawn region is `spawn_scale` times what the task drew. The draw itself is the task's own, unchanged."""
+    layout_actors: tuple[str, ...] = ()
+    """Set per task from robustness.toml's [layouts]: the task env's attributes naming its layout's actors."""
+    spawn_center: tuple[float, float] = (0.0, 0.0)
+    """Set per task from [layouts]: the centre of the first layout actor's spawn region in the task's ManiSkill file."""
 
     @property
     def scene(self) -> bool:
-        """Whether the simulator's scene is built differently (camera, lighting): a subclass of the task."""
+        """Whether the simulator's scene is built or initialised differently (camera, lighting, appearance,
+        distractors, spawn ranges): a subclass of the task."""
         return (self.camera_shift != (0.0, 0.0, 0.0) or self.camera_turn != (0.0, 0.0) or self.camera_fov_scale != 1.0
-                or self.light_scale != 1.0 or self.light_color != (1.0, 1.0, 1.0) or self.table_color is not None
-                or self.floor_color is not None)
+                or self.light_scale != 1.0 or self.light_color != (1.0, 1.0, 1.0) or self.light_direction is not None
+                or self.table_color is not None or self.floor_color is not None or bool(self.distractors)
+                or self.spawn_scale != 1.0)
 
     @property
     def sensor(self) -> bool:
@@ -124,8 +153,26 @@ def parse_perturbation(name: str, raw: dict, path) -> Perturbation:
         raise BenchError(f"{path}: variant '{name}': axis must be one of {', '.join(AXES)}, got {raw.get('axis')!r}")
     if not isinstance(raw.get("version"), int) or raw["version"] <= 0:
         raise BenchError(f"{path}: variant '{name}': version must be a positive integer (bump it with any change)")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    if {"layout_actors", "spawn_center"} & set(raw):
+        raise BenchError(f"{path}: variant '{name}': layout_actors and spawn_center are per task: set them in [layouts]")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k != "distractors"}
+    values["distractors"] = tuple(_distractor(name, i, d, path) for i, d in enumerate(raw.get("distractors", [])))
     perturbation = Perturbation(**values)
     if not 0 <= perturbation.jpeg_quality <= 95:
         raise BenchError(f"{path}: variant '{name}': jpeg_quality must be 1-95 (0: off)")
     return perturbation
+
+
+def _distractor(variant: str, index: int, raw, path):
+    from bench.errors import BenchError
+
+    where = f"{path}: variant '{variant}': distractors[{index}]"
+    known = {f.name for f in fields(Distractor)}
+    if not isinstance(raw, dict) or set(raw) != known:
+        raise BenchError(f"{where}: give exactly {', '.join(sorted(known))} (e.g. {{shape = \"box\", xy = [0.2, -0.3], "
+                         f"size = 0.02, color = [0.1, 0.5, 0.9]}})")
+    if raw["shape"] not in DISTRACTOR_SHAPES:
+        raise BenchError(f"{where}: shape must be one of {', '.join(DISTRACTOR_SHAPES)}, got {raw['shape']!r}")
+    if len(raw["xy"]) != 2 or len(raw["color"]) != 3 or not 0 < raw["size"] <= 0.1:
+        raise BenchError(f"{where}: xy takes 2 numbers, color 3 (RGB in [0, 1]), size one in (0, 0.1] metres")
+    return Distractor(raw["shape"], tuple(raw["xy"]), float(raw["size"]), tuple(raw["color"]))

@@ -40,8 +40,8 @@ def nominal(suite):
 
 
 @pytest.mark.parametrize("variant, changes", [
-    ("camera-small", {"base"}), ("light-dim", {"base", "hand"}), ("table-floor-dark", {"base", "hand"}),
-    ("sensor-noise", {"base", "hand"}),
+    ("camera-small", {"base"}), ("light-dim", {"base", "hand"}), ("light-side", {"base", "hand"}),
+    ("table-floor-dark", {"base", "hand"}), ("distractors", {"base"}), ("sensor-noise", {"base", "hand"}),
     ("sensor-blur-jpeg", {"base", "hand"}), ("language", set())])
 def test_a_variant_starts_from_its_nominal_twins_state_and_changes_only_its_axis(variant, changes, suite, nominal):
     obs = first_obs(suite.tasks[f"PushCube-v1@{variant}"])
@@ -50,14 +50,65 @@ def test_a_variant_starts_from_its_nominal_twins_state_and_changes_only_its_axis
             np.testing.assert_array_equal(obs[key], nominal[key], err_msg=key)
     for camera in ("base", "hand"):
         key = f"sensor_data/{camera}_camera/rgb"
-        differ = np.abs(obs[key].astype(int) - nominal[key]).mean()
-        assert (differ > 1.0) == (camera in changes), (camera, differ)
+        changed = (np.abs(obs[key].astype(int) - nominal[key]).max(-1) > 10).mean()  # share of pixels
+        assert (changed > 0.001) == (camera in changes), (camera, changed)
 
 
 def test_the_initial_state_axis_changes_the_start_by_design(suite, nominal):
     obs = first_obs(suite.tasks["PushCube-v1@joint-noise"])
     assert np.abs(obs["agent/qpos"] - nominal["agent/qpos"]).max() > 0.02
     np.testing.assert_array_equal(obs["extra/goal_pos"], nominal["extra/goal_pos"])  # the task's own draws stay
+
+
+def test_spawn_wide_moves_the_tasks_own_layout_as_a_whole(suite, nominal):
+    """The task's own draw, scaled about its spawn region's centre (PushCube's: the origin): the cube 1.5x as far out,
+    the goal moved with it, the robot where it was."""
+    obs = first_obs(suite.tasks["PushCube-v1@spawn-wide"])
+    np.testing.assert_array_equal(obs["agent/qpos"], nominal["agent/qpos"])
+    cube, twin = obs["extra/obj_pose"][0], nominal["extra/obj_pose"][0]
+    np.testing.assert_allclose(cube[:2], 1.5 * twin[:2], atol=1e-5)
+    np.testing.assert_allclose(cube[2:], twin[2:], atol=1e-5)
+    np.testing.assert_allclose(obs["extra/goal_pos"][0] - cube[:3], nominal["extra/goal_pos"][0] - twin[:3], atol=1e-5)
+
+
+def test_every_spawn_layout_names_actors_of_its_task(suite):
+    """[layouts] names attributes of each task's ManiSkill env: a wrong one would fail mid-run. Each task's layout
+    starts moved from its twin's, and together (the first two actors keep their offset)."""
+    wide = [t for t in suite.tasks.values() if t.perturbation.spawn_scale != 1.0]
+    assert {t.base_id for t in wide} == set(suite.suites["all"])
+    for spec in wide:
+        positions = []
+        for task in (suite.tasks[spec.base_id], spec):
+            env = make_maniskill_env(task, num_envs=1, sim_backend="physx_cpu")
+            try:
+                env.reset(seed=SEED)
+                positions.append([getattr(env.unwrapped, name).pose.p[0].cpu().numpy()
+                                  for name in spec.perturbation.layout_actors])
+            finally:
+                env.close()
+        (first, second), (moved_first, moved_second) = positions
+        assert np.abs(moved_first - first).max() > 1e-3, spec.id
+        np.testing.assert_allclose(moved_second - moved_first, second - first, atol=1e-5, err_msg=spec.id)
+
+
+def test_distractors_are_put_back_at_every_episode_start(suite):
+    """A distractor the last episode pushed away starts the next one in its declared place, at rest."""
+    import sapien
+
+    spec = suite.tasks["PushCube-v1@distractors"]
+    env = make_maniskill_env(spec, num_envs=1, sim_backend="physx_cpu")
+    try:
+        env.reset(seed=SEED)
+        declared = spec.perturbation.distractors[0]
+        actor = env.unwrapped.scene.actors["bench_distractor_0"]
+        np.testing.assert_allclose(actor.pose.p[0, :2].cpu().numpy(), declared.xy, atol=1e-5)
+        actor.set_pose(sapien.Pose(p=[0.0, -0.5, 0.3]))
+        actor.set_linear_velocity(np.array([0.5, 0.0, 0.0], np.float32))
+        env.reset(seed=SEED + 1)
+        np.testing.assert_allclose(actor.pose.p[0].cpu().numpy(), [*declared.xy, declared.size], atol=1e-5)
+        assert float(np.abs(actor.linear_velocity[0].cpu().numpy()).max()) == 0.0
+    finally:
+        env.close()
 
 
 @pytest.mark.parametrize("variant", ["sensor-noise", "camera-large"])
@@ -130,6 +181,12 @@ def test_robustness_toml_errors_name_the_fix(tmp_path):
     path.write_text(text.replace('axis = "sensor"\nversion = 1\nimage_noise_std', 'axis = "sensor"\nimage_noise_std'))
     with pytest.raises(BenchError, match="sensor-noise.*version must be a positive integer"):
         load_suite(tasks)
+    path.write_text(text.replace('shape = "sphere"', 'shape = "cone"'))
+    with pytest.raises(BenchError, match=r"distractors.*distractors\[1\]: shape must be one of box, sphere"):
+        load_suite(tasks)
+    path.write_text(text.replace('"PushCube-v1" = {actors = ["obj", "goal_region"], center = [0.0, 0.0]}\n', ''))
+    with pytest.raises(BenchError, match=r"spawn-wide.*\[layouts\] has no .* for PushCube-v1: add one"):
+        load_suite(tasks)
 
 
 def test_robustness_smoke_runs_end_to_end(short_tasks, bench, tmp_path):
@@ -148,8 +205,9 @@ def test_robustness_smoke_runs_end_to_end(short_tasks, bench, tmp_path):
 
     table = robustness_table(load_run(tmp_path / "r"))  # each variant against its nominal twins
     assert list(table["task"]) == [t for t in load_suite(short_tasks).suites["robustness-smoke"] if "@" in t]
-    assert (table["episodes"] == 2).all() and set(table["axis"]) == {"camera", "lighting", "appearance", "sensor",
-                                                                      "language", "initial_state"}
+    assert (table["episodes"] == 2).all() and set(table["axis"]) == {"camera", "lighting", "appearance",
+                                                                      "distractors", "sensor", "language",
+                                                                      "initial_state"}
     code, out = bench("report", str(tmp_path))
     assert code == 0 and "robustness: r" in out, out
     page = (tmp_path / "report.html").read_text()

@@ -1,7 +1,7 @@
 """Robustness variants in the simulator (`bench.variants` declares them):
-- scene (camera, lighting, appearance): a subclass of the task's ManiSkill env, registered once per task and
-  process, that builds the perturbed scene; the perturbation is a constructor argument, so every variant of a
-  task shares it;
+- scene (camera, lighting, appearance, distractors, spawn ranges): a subclass of the task's ManiSkill env,
+  registered once per task and process, that builds the perturbed scene and initialises its episodes; the
+  perturbation is a constructor argument, so every variant of a task shares it;
 - sensor: a gymnasium wrapper that perturbs every rendered camera image, with noise drawn from the sensor stream of
   the slot's episode seed and step;
 - initial state: ManiSkill's own `robot_init_qpos_noise` argument (bench.envs.maniskill passes it on).
@@ -18,8 +18,8 @@ PERTURBED_CAMERA = "base_camera"  # the wrist camera moves with the hand: a came
 
 
 class PerturbedScene:
-    """Mixed in before a task's env class: its base camera moved and turned, its lights scaled and tinted, its table
-    and floor recoloured."""
+    """Mixed in before a task's env class: its base camera moved and turned, its lights scaled, tinted and turned, its
+    table and floor recoloured, distractors on the table, its layout spawned wider."""
 
     def __init__(self, *args, perturbation: Perturbation, **kwargs):
         self._perturbation = perturbation
@@ -43,7 +43,8 @@ class PerturbedScene:
         return configs
 
     def _load_lighting(self, options: dict):
-        """The task's own lighting, then every light's colour multiplied by `light_scale` x `light_color`."""
+        """The task's own lighting, then every light's colour multiplied by `light_scale` x `light_color`, and the
+        key light (each sub-scene's first directional light) turned to `light_direction`."""
         import sapien
 
         super()._load_lighting(options)
@@ -51,19 +52,53 @@ class PerturbedScene:
         gain = p.light_scale * np.asarray(p.light_color, np.float32)
         for scene in self.scene.sub_scenes:
             scene.ambient_light = np.asarray(scene.ambient_light, np.float32) * gain
-            for entity in scene.entities:
-                for light in entity.components:
-                    if isinstance(light, sapien.render.RenderLightComponent):
-                        light.color = np.asarray(light.color, np.float32) * gain
+            lights = [c for entity in scene.entities for c in entity.components
+                      if isinstance(c, sapien.render.RenderLightComponent)]
+            for light in lights:
+                light.color = np.asarray(light.color, np.float32) * gain
+            key = [c for c in lights if isinstance(c, sapien.render.RenderDirectionalLightComponent)][:1]
+            if p.light_direction is not None and key:
+                key[0].pose = sapien.Pose(key[0].pose.p, sapien.math.shortest_rotation([1, 0, 0], p.light_direction))
 
     def _load_scene(self, options: dict):
         """The task's own scene, then the table top's and the floor's colour textures replaced by the variant's
-        colours (every task here builds them with ManiSkill's TableSceneBuilder)."""
+        colours (every task here builds them with ManiSkill's TableSceneBuilder), then the distractors."""
+        import sapien
+        from mani_skill.utils.building import actors
+
         super()._load_scene(options)
         p = self._perturbation
         for actor, color in ((self.table_scene.table, p.table_color), (self.table_scene.ground, p.floor_color)):
             if color is not None:
                 _recolor(actor, color)
+        self._distractors = []
+        for index, d in enumerate(p.distractors):
+            build, size = (actors.build_cube, "half_size") if d.shape == "box" else (actors.build_sphere, "radius")
+            self._distractors.append(build(self.scene, **{size: d.size}, color=[*d.color, 1.0],
+                                           name=f"bench_distractor_{index}",
+                                           initial_pose=sapien.Pose(p=[*d.xy, d.size])))
+
+    def _initialize_episode(self, env_idx, options: dict):
+        """The task's own episode start (its random draws unchanged), then the layout moved for a wider spawn range
+        and the distractors put back in their places, at rest (the last episode may have pushed them)."""
+        import torch
+        from mani_skill.utils.structs.pose import Pose
+
+        super()._initialize_episode(env_idx, options)
+        p = self._perturbation
+        if p.spawn_scale != 1.0:
+            layout = [getattr(self, name) for name in p.layout_actors]
+            first = layout[0].pose.p[env_idx, :2]
+            shift = (p.spawn_scale - 1.0) * (first - first.new_tensor(p.spawn_center))
+            for actor in layout:
+                position = actor.pose.p[env_idx].clone()
+                position[:, :2] += shift
+                actor.set_pose(Pose.create_from_pq(p=position, q=actor.pose.q[env_idx]))
+        for actor, d in zip(self._distractors, p.distractors):
+            still = torch.zeros((len(env_idx), 3), device=self.device)
+            actor.set_pose(Pose.create_from_pq(p=still + still.new_tensor([*d.xy, d.size])))
+            actor.set_linear_velocity(still)
+            actor.set_angular_velocity(still)
 
 
 def _recolor(actor, rgb) -> None:
