@@ -181,10 +181,10 @@ def _variants(tasks: dict[str, TaskSpec], raw: dict, path: Path) -> tuple[dict[s
     narrows it to some of the file's tasks), and the suites: `robustness`
     (each base task, then its variants), `robustness-<axis>` (each base task and that axis's variants), and the
     file's own `[subsets]` of variant ids."""
-    unknown = set(raw) - {"tasks", "variants", "paraphrases", "layouts", "subsets"}
+    unknown = set(raw) - {"tasks", "variants", "paraphrases", "layouts", "recolorable", "subsets"}
     if unknown:
-        raise BenchError(f"{path}: unknown keys {sorted(unknown)}; valid keys: layouts, paraphrases, subsets, tasks, "
-                         "variants")
+        raise BenchError(f"{path}: unknown keys {sorted(unknown)}; valid keys: layouts, paraphrases, recolorable, "
+                         "subsets, tasks, variants")
     base = list(raw.get("tasks", []))
     for task_id in base:
         if task_id not in tasks:
@@ -215,6 +215,11 @@ def _variants(tasks: dict[str, TaskSpec], raw: dict, path: Path) -> tuple[dict[s
                                      f"{{actors = [...], center = [x, y]}} for {task_id}: add one")
                 perturbation = replace(perturbation, layout_actors=tuple(layout["actors"]),
                                        spawn_center=tuple(layout["center"]))
+            if perturbation.object_color is not None:
+                if not raw.get("recolorable", {}).get(task_id):
+                    raise BenchError(f"{path}: variant '{name}' recolours objects, but [recolorable] names none for "
+                                     f"{task_id}: add them, or leave {task_id} out of the variant's tasks")
+                perturbation = replace(perturbation, recolor_actors=tuple(raw["recolorable"][task_id]))
             variant_id = f"{task_id}{VARIANT_MARK}{name}"
             specs[variant_id] = replace(tasks[task_id], id=variant_id, variant=name, perturbation=perturbation)
     def suite_of(names: list[str]) -> tuple[str, ...]:

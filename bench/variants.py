@@ -62,6 +62,15 @@ class Perturbation:
     """RGB in [0, 1] for the table top; None keeps ManiSkill's wood colour."""
     floor_color: tuple[float, float, float] | None = None
     """RGB in [0, 1] for the floor; None keeps ManiSkill's."""
+    table_checker: int = 0
+    """A checkerboard of this many cells per side replaces the table top's colour texture (0: none); its colours
+    are `table_checker_colors`."""
+    table_checker_colors: tuple[tuple[float, float, float], tuple[float, float, float]] = ((0.9, 0.9, 0.85),
+                                                                                           (0.2, 0.25, 0.3))
+    object_color: tuple[float, float, float] | None = None
+    """RGB in [0, 1] for the task's objects whose colour its instruction does not name (`recolor_actors`)."""
+    recolor_actors: tuple[str, ...] = ()
+    """Set per task from robustness.toml's [recolorable]: the task env's attributes naming those objects."""
     # distractors: fixed places, the same in every episode, put back at each episode's start
     distractors: tuple[Distractor, ...] = ()
     # sensor: applied to every rendered camera image after rendering, before anything reads it
@@ -92,7 +101,9 @@ class Perturbation:
         distractors, spawn ranges): a subclass of the task."""
         return (self.camera_shift != (0.0, 0.0, 0.0) or self.camera_turn != (0.0, 0.0) or self.camera_fov_scale != 1.0
                 or self.light_scale != 1.0 or self.light_color != (1.0, 1.0, 1.0) or self.light_direction is not None
-                or self.table_color is not None or self.floor_color is not None or bool(self.distractors)
+                or self.table_color is not None or self.table_checker > 0 or self.floor_color is not None
+                or self.object_color is not None
+                or bool(self.distractors)
                 or self.spawn_scale != 1.0)
 
     @property
@@ -153,11 +164,18 @@ def parse_perturbation(name: str, raw: dict, path) -> Perturbation:
         raise BenchError(f"{path}: variant '{name}': axis must be one of {', '.join(AXES)}, got {raw.get('axis')!r}")
     if not isinstance(raw.get("version"), int) or raw["version"] <= 0:
         raise BenchError(f"{path}: variant '{name}': version must be a positive integer (bump it with any change)")
-    if {"layout_actors", "spawn_center"} & set(raw):
-        raise BenchError(f"{path}: variant '{name}': layout_actors and spawn_center are per task: set them in [layouts]")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k != "distractors"}
+    if {"layout_actors", "spawn_center", "recolor_actors"} & set(raw):
+        raise BenchError(f"{path}: variant '{name}': layout_actors, spawn_center and recolor_actors are per task: set "
+                         "them in [layouts] and [recolorable]")
+    values = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+              for k, v in raw.items() if k != "distractors"}
     values["distractors"] = tuple(_distractor(name, i, d, path) for i, d in enumerate(raw.get("distractors", [])))
     perturbation = Perturbation(**values)
+    colors = perturbation.table_checker_colors
+    if not (isinstance(perturbation.table_checker, int) and perturbation.table_checker >= 0 and len(colors) == 2
+            and all(len(c) == 3 for c in colors)):
+        raise BenchError(f"{path}: variant '{name}': table_checker takes a cell count (0: off) and "
+                         "table_checker_colors two RGB colours, e.g. [[0.9, 0.9, 0.85], [0.2, 0.25, 0.3]]")
     if not 0 <= perturbation.jpeg_quality <= 95:
         raise BenchError(f"{path}: variant '{name}': jpeg_quality must be 1-95 (0: off)")
     return perturbation

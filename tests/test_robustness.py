@@ -41,7 +41,8 @@ def nominal(suite):
 
 @pytest.mark.parametrize("variant, changes", [
     ("camera-small", {"base"}), ("light-dim", {"base", "hand"}), ("light-side", {"base", "hand"}),
-    ("table-floor-dark", {"base", "hand"}), ("distractors", {"base"}), ("sensor-noise", {"base", "hand"}),
+    ("table-floor-dark", {"base", "hand"}), ("table-checker", {"base", "hand"}),
+    ("objects-orange", {"base", "hand"}), ("distractors", {"base"}), ("sensor-noise", {"base", "hand"}),
     ("sensor-blur-jpeg", {"base", "hand"}), ("language", set())])
 def test_a_variant_starts_from_its_nominal_twins_state_and_changes_only_its_axis(variant, changes, suite, nominal):
     obs = first_obs(suite.tasks[f"PushCube-v1@{variant}"])
@@ -183,6 +184,9 @@ def test_robustness_toml_errors_name_the_fix(tmp_path):
         load_suite(tasks)
     path.write_text(text.replace('shape = "sphere"', 'shape = "cone"'))
     with pytest.raises(BenchError, match=r"distractors.*distractors\[1\]: shape must be one of box, sphere"):
+        load_suite(tasks)
+    path.write_text(text.replace('"PullCube-v1" = ["obj"]\n', ''))
+    with pytest.raises(BenchError, match=r"objects-orange.*\[recolorable\] names none for PullCube-v1"):
         load_suite(tasks)
     path.write_text(text.replace('"PushCube-v1" = {actors = ["obj", "goal_region"], center = [0.0, 0.0]}\n', ''))
     with pytest.raises(BenchError, match=r"spawn-wide.*\[layouts\] has no .* for PushCube-v1: add one"):

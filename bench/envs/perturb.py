@@ -19,7 +19,7 @@ PERTURBED_CAMERA = "base_camera"  # the wrist camera moves with the hand: a came
 
 class PerturbedScene:
     """Mixed in before a task's env class: its base camera moved and turned, its lights scaled, tinted and turned, its
-    table and floor recoloured, distractors on the table, its layout spawned wider."""
+    table, floor and objects recoloured or the table checkered, distractors on the table, its layout spawned wider."""
 
     def __init__(self, *args, perturbation: Perturbation, **kwargs):
         self._perturbation = perturbation
@@ -61,16 +61,20 @@ class PerturbedScene:
                 key[0].pose = sapien.Pose(key[0].pose.p, sapien.math.shortest_rotation([1, 0, 0], p.light_direction))
 
     def _load_scene(self, options: dict):
-        """The task's own scene, then the table top's and the floor's colour textures replaced by the variant's
-        colours (every task here builds them with ManiSkill's TableSceneBuilder), then the distractors."""
+        """The task's own scene, then the table top's, the floor's and the recolourable objects' colour textures
+        replaced by the variant's colours or the table's by a checkerboard (every task here builds its table and
+        floor with ManiSkill's TableSceneBuilder), then the distractors."""
         import sapien
         from mani_skill.utils.building import actors
 
         super()._load_scene(options)
         p = self._perturbation
-        for actor, color in ((self.table_scene.table, p.table_color), (self.table_scene.ground, p.floor_color)):
+        for actor, color in ((self.table_scene.table, p.table_color), (self.table_scene.ground, p.floor_color),
+                             *((getattr(self, name), p.object_color) for name in p.recolor_actors)):
             if color is not None:
                 _recolor(actor, color)
+        if p.table_checker:
+            _retexture(self.table_scene.table, checkerboard(p.table_checker, p.table_checker_colors))
         self._distractors = []
         for index, d in enumerate(p.distractors):
             build, size = (actors.build_cube, "half_size") if d.shape == "box" else (actors.build_sphere, "radius")
@@ -101,15 +105,37 @@ class PerturbedScene:
             actor.set_angular_velocity(still)
 
 
-def _recolor(actor, rgb) -> None:
+def _materials(actor):
+    """The render materials of every part of every sub-scene's copy of `actor`."""
     import sapien
 
     for entity in actor._objs:
         body = entity.find_component_by_type(sapien.render.RenderBodyComponent)
         for shape in body.render_shapes if body is not None else []:
             for part in shape.parts if hasattr(shape, "parts") else [shape]:
-                part.material.base_color_texture = None
-                part.material.base_color = [*rgb, 1.0]
+                yield part.material
+
+
+def _recolor(actor, rgb) -> None:
+    for material in _materials(actor):
+        material.base_color_texture = None
+        material.base_color = [*rgb, 1.0]
+
+
+def checkerboard(cells: int, colors, pixels_per_cell: int = 16) -> np.ndarray:
+    """uint8 RGBA [cells * pixels_per_cell]^2 of alternating cells in the two colours."""
+    ids = (np.indices((cells, cells)).sum(0) % 2).repeat(pixels_per_cell, 0).repeat(pixels_per_cell, 1)
+    rgb = np.round(np.asarray(colors, np.float32)[ids] * 255).astype(np.uint8)
+    return np.concatenate([rgb, np.full(ids.shape + (1,), 255, np.uint8)], -1)
+
+
+def _retexture(actor, image: np.ndarray) -> None:
+    import sapien
+
+    texture = sapien.render.RenderTexture2D(image, "R8G8B8A8Unorm", filter_mode="nearest")
+    for material in _materials(actor):
+        material.base_color_texture = texture
+        material.base_color = [1.0, 1.0, 1.0, 1.0]
 
 
 def scene_env_id(task_id: str) -> str:
