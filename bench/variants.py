@@ -102,9 +102,7 @@ class Perturbation:
         return (self.camera_shift != (0.0, 0.0, 0.0) or self.camera_turn != (0.0, 0.0) or self.camera_fov_scale != 1.0
                 or self.light_scale != 1.0 or self.light_color != (1.0, 1.0, 1.0) or self.light_direction is not None
                 or self.table_color is not None or self.table_checker > 0 or self.floor_color is not None
-                or self.object_color is not None
-                or bool(self.distractors)
-                or self.spawn_scale != 1.0)
+                or self.object_color is not None or bool(self.distractors) or self.spawn_scale != 1.0)
 
     @property
     def sensor(self) -> bool:
@@ -191,6 +189,7 @@ def _distractor(variant: str, index: int, raw, path):
                          f"size = 0.02, color = [0.1, 0.5, 0.9]}})")
     if raw["shape"] not in DISTRACTOR_SHAPES:
         raise BenchError(f"{where}: shape must be one of {', '.join(DISTRACTOR_SHAPES)}, got {raw['shape']!r}")
-    if len(raw["xy"]) != 2 or len(raw["color"]) != 3 or not 0 < raw["size"] <= 0.1:
+    if not (isinstance(raw["xy"], list) and len(raw["xy"]) == 2 and isinstance(raw["color"], list)
+            and len(raw["color"]) == 3 and isinstance(raw["size"], (int, float)) and 0 < raw["size"] <= 0.1):
         raise BenchError(f"{where}: xy takes 2 numbers, color 3 (RGB in [0, 1]), size one in (0, 0.1] metres")
     return Distractor(raw["shape"], tuple(raw["xy"]), float(raw["size"]), tuple(raw["color"]))

@@ -360,11 +360,12 @@ def ordinal_bin_embeddings(net, tokenizer: Path, seed: int, frequencies: int = 1
 
     table = net.paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight
     processor = sentencepiece.SentencePieceProcessor(model_file=str(tokenizer))
-    rows, values, merged = [], [], []
+    bins = []  # (piece id, bin value, merged with ";")
     for piece_id in range(processor.get_piece_size()):
         match = re.fullmatch("\u2581(\\d+)(;?)", processor.id_to_piece(piece_id))
         if match and int(match[1]) < STATE_BINS:
-            rows.append(piece_id), values.append(int(match[1])), merged.append(bool(match[2]))
+            bins.append((piece_id, int(match[1]), bool(match[2])))
+    rows, values, merged = (list(column) for column in zip(*bins))
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         x = torch.tensor(values, dtype=torch.float32)[:, None] / (STATE_BINS - 1)

@@ -182,6 +182,9 @@ def test_robustness_toml_errors_name_the_fix(tmp_path):
     path.write_text(text.replace('axis = "sensor"\nversion = 1\nimage_noise_std', 'axis = "sensor"\nimage_noise_std'))
     with pytest.raises(BenchError, match="sensor-noise.*version must be a positive integer"):
         load_suite(tasks)
+    path.write_text(text.replace('xy = [0.3, -0.36]', 'xy = 0.3'))
+    with pytest.raises(BenchError, match=r"distractors\[0\]: xy takes 2 numbers"):
+        load_suite(tasks)
     path.write_text(text.replace('shape = "sphere"', 'shape = "cone"'))
     with pytest.raises(BenchError, match=r"distractors.*distractors\[1\]: shape must be one of box, sphere"):
         load_suite(tasks)

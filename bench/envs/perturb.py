@@ -95,9 +95,10 @@ class PerturbedScene:
             first = layout[0].pose.p[env_idx, :2]
             shift = (p.spawn_scale - 1.0) * (first - first.new_tensor(p.spawn_center))
             for actor in layout:
-                position = actor.pose.p[env_idx].clone()
+                pose = actor.pose
+                position = pose.p[env_idx].clone()
                 position[:, :2] += shift
-                actor.set_pose(Pose.create_from_pq(p=position, q=actor.pose.q[env_idx]))
+                actor.set_pose(Pose.create_from_pq(p=position, q=pose.q[env_idx]))
         for actor, d in zip(self._distractors, p.distractors):
             still = torch.zeros((len(env_idx), 3), device=self.device)
             actor.set_pose(Pose.create_from_pq(p=still + still.new_tensor([*d.xy, d.size])))
