@@ -208,10 +208,11 @@ def _unpack(folder: Path) -> Frames:
 # --- train -----------------------------------------------------------------------------------------------------------
 
 def model_inputs(data: Frames, model: str, tokenizer: Path | transforms.PromptTokenizer, max_len: int,
-                 norm: dict[str, Normalizer], state_noise: np.ndarray | None = None):
+                 norm: dict[str, Normalizer], state_noise: np.ndarray | None = None,
+                 discrete_state_input: bool = True):
     """Tokens and (Pi0) normalized padded state for every frame, through bench's own transform steps;
     `state_noise` (training augmentation) is added to the normalized state before Pi0.5 writes it in bins."""
-    state_in_prompt = model == "pi05"
+    state_in_prompt = model == "pi05" and discrete_state_input
     if not isinstance(tokenizer, transforms.PromptTokenizer):
         tokenizer = transforms.PromptTokenizer(tokenizer, max_len)
     steps = transforms.Pipeline([
@@ -232,7 +233,7 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
                   batch_size: int = 64, lr: float = 3e-4, horizon: int = 10, max_len: int = 0, shift: int = 6,
                   device: str = "auto", seed: int = 0, minutes: float = 0.0, log_every: int = 200,
                   init: Path | None = None, action_norm: str = "default", state_noise: float = 0.0,
-                  ordinal_bins: bool = False) -> Path:
+                  ordinal_bins: bool = False, discrete_state_input: bool = True) -> Path:
     """Trains from random weights, or goes on from checkpoint `init` (its weights and its normalization statistics);
     stops after `steps` or `minutes` (if > 0), whichever comes first (the learning rate follows a cosine to 0 at
     that point), and saves. `action_norm`: the model's default (lerobot's: Pi0.5 quantiles, Pi0 mean/std),
@@ -240,7 +241,9 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
     `state_noise`: Gaussian noise on the normalized state of every training sample, its standard deviation in
     Pi0.5's state bins (2/256 of the normalized range each); without it Pi0.5 small learned its training states'
     exact bin tokens as keys (docs/trained-policies.md, round 4). `ordinal_bins` (from scratch, Pi0.5): the state-bin
-    tokens' embeddings start ordered (`ordinal_bin_embeddings`) instead of random."""
+    tokens' embeddings start ordered (`ordinal_bin_embeddings`) instead of random. `--no-discrete-state-input`
+    (Pi0.5): no state in the prompt, as openpi's pi05_libero trains it (the preset then says
+    `discrete_state_input = false`)."""
     import torch
 
     from bench.policies.pi_lerobot import _modules
@@ -257,8 +260,12 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
     norm = {k: Normalizer.from_stats(v, modes[k], "lerobot") for k, v in stats.items()}
     max_len = max_len or (48 if model == "pi05" else 24)
     prompt_tokenizer = transforms.PromptTokenizer(tokenizer, max_len)
-    tokens, token_masks, state, longest = model_inputs(data, model, prompt_tokenizer, max_len, norm)
-    noise_scale = state_noise * 2.0 / STATE_BINS
+    if model == "pi0" and not discrete_state_input:
+        raise SystemExit("--no-discrete-state-input is a Pi0.5 setting: Pi0 never writes the state into its prompt")
+    state_in_prompt = model == "pi05" and discrete_state_input
+    tokens, token_masks, state, longest = model_inputs(data, model, prompt_tokenizer, max_len, norm,
+                                                       discrete_state_input=discrete_state_input)
+    noise_scale = state_noise * 2.0 / STATE_BINS if state_in_prompt or model == "pi0" else 0.0
     actions = transforms.pad_to(norm["actions"].normalize(data.actions.astype(np.float32)), MODEL_DIM)
     action_dim = data.actions.shape[1]
 
@@ -320,7 +327,7 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
             subset = Frames({}, data.state[rows], data.actions[rows], data.episode_end[rows],
                             [data.prompts[r] for r in rows], [])
             batch_tokens, batch_masks, batch_state = map(gpu, model_inputs(subset, model, prompt_tokenizer, max_len,
-                                                                           norm, jitter)[:3])
+                                                                           norm, jitter, discrete_state_input)[:3])
         with autocast:
             if model == "pi05":
                 losses = net.forward(views, view_masks, batch_tokens, batch_masks, target, noise, t)
@@ -343,7 +350,9 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
     save(policy, out, model, stats, data, curve, dict(steps=step + 1, batch_size=batch_size, lr=lr, horizon=horizon,
                                                        max_len=max_len, shift=shift, seed=seed, params=params,
                                                        init=str(init) if init else None, action_norm=action_norm,
-                                                       state_noise=state_noise, ordinal_bins=ordinal_bins))
+                                                       state_noise=state_noise, ordinal_bins=ordinal_bins,
+                                                       discrete_state_input=state_in_prompt if model == "pi05"
+                                                       else None))
     return out
 
 
