@@ -48,6 +48,21 @@ def test_replay_findings_score_chunks_against_recorded_actions_and_the_mean():
     assert all(f.verdict == findings.FAIL for f in replay.replay_findings(noisy, frames, mean))
 
 
+def test_state_sensitivity_grades_how_far_a_hair_of_state_moves_the_first_action():
+    rng = np.random.default_rng(0)
+    task = load_suite().tasks["PushCube-v1"]
+    recorded = rng.uniform(-1, 1, (8, 10, 7)).astype(np.float32)
+    frames = [replay.ReplayFrame(task, 0, t, {}, {}, recorded[t]) for t in range(8)]
+    mean = recorded[:, 0].mean(0)
+    chunks = recorded.copy()
+    jumped = replay.sensitivity_finding(chunks, chunks + 0.5, frames, mean)  # half the actions' range
+    assert jumped.verdict == findings.WARN and jumped.data["ratio"] > 0.2
+    steady = replay.sensitivity_finding(chunks, chunks + 1e-3, frames, mean)
+    assert steady.verdict == findings.OK and "does not read the state" not in steady.detail
+    blind = replay.sensitivity_finding(chunks, chunks.copy(), frames, mean)  # Pi0.5 without the state in its prompt
+    assert blind.verdict == findings.OK and "does not read the state" in blind.detail
+
+
 def test_frames_spread_over_episodes():
     picks = replay.select_frames([10, 30, 5], 4)
     assert picks == [(0, 0), (1, 5), (1, 19), (2, 4)]  # global frames 0, 15, 29, 44

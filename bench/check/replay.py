@@ -203,7 +203,8 @@ def sensitivity_finding(chunks: np.ndarray, nudged_chunks: np.ndarray, frames: l
     ratio = change / spread if spread > 0 else 0.0
     detail = (f"the state moved by {STATE_NUDGE:.1%} of its range moves the first action by {change:.3g} RMS, "
               f"{ratio:.2f} of the recorded actions' spread ({spread:.3g}; warn >= {SENSITIVITY_WARN}), "
-              f"{len(frames)} frames")
+              f"{len(frames)} frames" + ("; the policy does not read the state (e.g. Pi0.5 with discrete_state_input "
+                                         "= false)" if change == 0 else ""))
     return graded("state sensitivity", WARN if ratio >= SENSITIVITY_WARN else OK, detail,
                   "the policy's actions jump with a hair of state: it has learned the training states by heart and "
                   "will fail where closed loop leaves them; train with state noise (scripts/train_small_pi.py "
