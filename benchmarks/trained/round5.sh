@@ -14,6 +14,7 @@
 #   evaluate      waits for the end of the training; both variants on the first 32 recorded episodes of the seed-0
 #                 recordings (target (a)); hands back results, checkpoints and the recordings' meta
 source benchmarks/trained/device_env.sh
+source benchmarks/trained/rounds.sh
 P=benchmarks/trained/presets; TOK=benchmarks/trained/checkpoints/tokenizer.model
 DATA="$WORK/pick5-0 $WORK/pick5-1 $WORK/pick5-2 $WORK/push5-0"
 declare -A FLAGS=([ord]="--ordinal-bins" [plain]="")
@@ -22,31 +23,16 @@ train() {  # variant, minutes
     --state-noise 2 ${FLAGS[$1]} --lr 5e-4 --minutes $2 --steps 200000 --batch-size 512 --out $WORK/ckpt5/$1 \
     > $WORK/train5-$1.log 2>&1 < /dev/null &
 }
-await_training() {  # until the trainings end or the call has $1 seconds left of its 600
-  sleep 5
-  while [ $SECONDS -lt $((600 - $1)) ] && pgrep -f "[t]rain_small_pi.py train" > /dev/null; do sleep 3; done
-  for v in ord plain; do tail -n 3 $WORK/train5-$v.log; done
-  cp $WORK/train5-*.log $OUT/
-}
 case "$1" in
   install) nvidia-smi --query-gpu=name,memory.used --format=csv; python3 -c "import lerobot, torch; print('ok')" ;;
   record_train)
-    rec="$BENCH record --policy expert --layout pi05 --end-after-success 10 --format v2.1 --no-video --num-envs 8"
-    for s in 0 1 2; do
-      timeout -s INT ${REC_S:-330} $rec --seed $s --tasks PickCube-v1 --episodes 400 --output $WORK/pick5-$s \
-        > $WORK/record-pick-$s.log 2>&1 &
-    done
-    timeout -s INT ${REC_S:-330} $rec --seed 0 --tasks PushCube-v1 --episodes 100 --output $WORK/push5-0 \
-      > $WORK/record-push-0.log 2>&1 &
-    wait
-    for f in $WORK/record-*.log; do echo "$f"; grep -E "steps/s|saved" "$f" | tail -n 2; done
-    cp $WORK/record-*.log $OUT/
+    record_experts 5 330
     train ord ${MINUTES:-16}
     train plain ${MINUTES:-16}
-    await_training 20 ;;
-  wait) await_training 15 ;;
+    await_training 20 $WORK/train5-ord.log $WORK/train5-plain.log ;;
+  wait) await_training 15 $WORK/train5-ord.log $WORK/train5-plain.log ;;
   evaluate)
-    await_training 240
+    await_training 240 $WORK/train5-ord.log $WORK/train5-plain.log
     for v in ord plain; do
       for task in PickCube-v1 PushCube-v1; do
         data=$WORK/pick5-0; [ $task = PushCube-v1 ] && data=$WORK/push5-0

@@ -13,6 +13,7 @@
 #   evaluate      waits for the end of the trainings; both variants on the first 32 recorded episodes of the seed-0
 #                 recordings (target (a)), four runs side by side; hands back results, checkpoints, recordings' meta
 source benchmarks/trained/device_env.sh
+source benchmarks/trained/rounds.sh
 P=benchmarks/trained/presets; TOK=benchmarks/trained/checkpoints/tokenizer.model
 DATA="$WORK/pick6-0 $WORK/pick6-1 $WORK/pick6-2 $WORK/push6-0"
 VARIANTS="nostate noise"
@@ -23,30 +24,15 @@ train() {  # variant, minutes
     --init benchmarks/trained/checkpoints/pi05-small --lr 2e-4 --minutes $2 --steps 200000 --batch-size 256 \
     --log-every 500 --out $WORK/ckpt6/$1 > $WORK/train6-$1.log 2>&1 < /dev/null &
 }
-await_training() {  # until the trainings end or the call has $1 seconds left of its 600
-  sleep 5
-  while [ $SECONDS -lt $((600 - $1)) ] && pgrep -f "[t]rain_small_pi.py train" > /dev/null; do sleep 3; done
-  for v in $VARIANTS; do tail -n 3 $WORK/train6-$v.log; done
-  cp $WORK/train6-*.log $OUT/
-}
 case "$1" in
   install) nvidia-smi --query-gpu=name,memory.used --format=csv; python3 -c "import lerobot, torch; print('ok')" ;;
   record_train)
-    rec="$BENCH record --policy expert --layout pi05 --end-after-success 10 --format v2.1 --no-video --num-envs 8"
-    for s in 0 1 2; do
-      timeout -s INT ${REC_S:-200} $rec --seed $s --tasks PickCube-v1 --episodes 400 --output $WORK/pick6-$s \
-        > $WORK/record-pick-$s.log 2>&1 &
-    done
-    timeout -s INT ${REC_S:-200} $rec --seed 0 --tasks PushCube-v1 --episodes 100 --output $WORK/push6-0 \
-      > $WORK/record-push-0.log 2>&1 &
-    wait
-    for f in $WORK/record-*.log; do echo "$f"; grep -E "steps/s|saved" "$f" | tail -n 2; done
-    cp $WORK/record-*.log $OUT/
+    record_experts 6 200
     for v in $VARIANTS; do train $v ${MINUTES:-16}; done
-    await_training 20 ;;
-  wait) await_training 15 ;;
+    await_training 20 $WORK/train6-*.log ;;
+  wait) await_training 15 $WORK/train6-*.log ;;
   evaluate)
-    await_training 200
+    await_training 200 $WORK/train6-*.log
     for v in $VARIANTS; do tar -cf $OUT/ckpt6-$v.tar -C $WORK/ckpt6 $v; done
     for v in $VARIANTS; do
       for task in PickCube-v1 PushCube-v1; do

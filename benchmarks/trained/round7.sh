@@ -11,34 +11,22 @@
 #   evaluate  waits for the end of the training; hands back the checkpoint, then (unless EVAL=0) the first 32
 #             recorded episodes of each seed-0 recording (target (a)), both tasks side by side
 source benchmarks/trained/device_env.sh
+source benchmarks/trained/rounds.sh
 P=benchmarks/trained/presets; TOK=benchmarks/trained/checkpoints/tokenizer.model
 DATA="$WORK/pick7-0 $WORK/pick7-1 $WORK/pick7-2 $WORK/push7-0"
-await_training() {  # until the training ends or the call has $1 seconds left of its 600
-  sleep 5
-  while [ $SECONDS -lt $((600 - $1)) ] && pgrep -f "[t]rain_small_pi.py train" > /dev/null; do sleep 3; done
-  tail -n 3 $WORK/train7.log; cp $WORK/train7.log $OUT/
-}
 case "$1" in
   install) nvidia-smi --query-gpu=name,memory.used --format=csv; python3 -c "import lerobot, torch; print('ok')" ;;
   record)
-    rec="$BENCH record --policy expert --layout pi05 --end-after-success 10 --format v2.1 --no-video --num-envs 8"
-    for s in 0 1 2; do
-      timeout -s INT ${REC_S:-200} $rec --seed $s --tasks PickCube-v1 --episodes 400 --output $WORK/pick7-$s \
-        > $WORK/record-pick-$s.log 2>&1 &
-    done
-    timeout -s INT ${REC_S:-200} $rec --seed 0 --tasks PushCube-v1 --episodes 100 --output $WORK/push7-0 \
-      > $WORK/record-push-0.log 2>&1 &
-    wait
-    for f in $WORK/record-*.log; do echo "$f"; grep -E "steps/s|saved" "$f" | tail -n 2; done ;;
+    record_experts 7 200 ;;
   train)
     rm -rf $WORK/init && cp -r ${INIT:-.device/r6/nostate} $WORK/init
     setsid nohup python3 scripts/train_small_pi.py train --dataset $DATA --tokenizer $TOK --model pi05 \
       --no-discrete-state-input --max-len 24 --init $WORK/init --lr ${LR:-1.5e-4} --minutes ${MINUTES:-19} \
       --steps 400000 --batch-size ${BATCH:-256} --log-every 1000 --out $WORK/ckpt7 > $WORK/train7.log 2>&1 < /dev/null &
-    await_training 20 ;;
-  wait) await_training 15 ;;
+    await_training 20 $WORK/train7.log ;;
+  wait) await_training 15 $WORK/train7.log ;;
   evaluate)
-    await_training 150
+    await_training 150 $WORK/train7.log
     tar -cf $OUT/ckpt7-nostate.tar -C $WORK ckpt7
     [ "${EVAL:-1}" = 1 ] || exit 0  # EVAL=0: the checkpoint only (a machine whose training the next one goes on with)
     for task in PickCube-v1 PushCube-v1; do
