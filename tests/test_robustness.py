@@ -175,25 +175,21 @@ def test_robustness_toml_errors_name_the_fix(tmp_path):
     shutil.copytree(DEFAULT_TASKS_DIR, tasks)
     path = tasks / "robustness.toml"
     text = path.read_text()
-    path.write_text(text.replace('axis = "lighting"\nversion = 1\nlight_scale = 0.4',
-                                 'axis = "lighting"\nversion = 1\nlight_scale = 0.4\nlight_gain = 2'))
-    with pytest.raises(BenchError, match="light-dim.*unknown keys.*light_gain"):
-        load_suite(tasks)
-    path.write_text(text.replace('axis = "sensor"\nversion = 1\nimage_noise_std', 'axis = "sensor"\nimage_noise_std'))
-    with pytest.raises(BenchError, match="sensor-noise.*version must be a positive integer"):
-        load_suite(tasks)
-    path.write_text(text.replace('xy = [0.3, -0.36]', 'xy = 0.3'))
-    with pytest.raises(BenchError, match=r"distractors\[0\]: xy takes 2 numbers"):
-        load_suite(tasks)
-    path.write_text(text.replace('shape = "sphere"', 'shape = "cone"'))
-    with pytest.raises(BenchError, match=r"distractors.*distractors\[1\]: shape must be one of box, sphere"):
-        load_suite(tasks)
-    path.write_text(text.replace('"PullCube-v1" = ["obj"]\n', ''))
-    with pytest.raises(BenchError, match=r"objects-orange.*\[recolorable\] names none for PullCube-v1"):
-        load_suite(tasks)
-    path.write_text(text.replace('"PushCube-v1" = {actors = ["obj", "goal_region"], center = [0.0, 0.0]}\n', ''))
-    with pytest.raises(BenchError, match=r"spawn-wide.*\[layouts\] has no .* for PushCube-v1: add one"):
-        load_suite(tasks)
+    broken = [  # (text replaced, replacement, the one-line error expected)
+        ('axis = "lighting"\nversion = 1\nlight_scale = 0.4',
+         'axis = "lighting"\nversion = 1\nlight_scale = 0.4\nlight_gain = 2', "light-dim.*unknown keys.*light_gain"),
+        ('axis = "sensor"\nversion = 1\nimage_noise_std', 'axis = "sensor"\nimage_noise_std',
+         "sensor-noise.*version must be a positive integer"),
+        ('xy = [0.3, -0.36]', 'xy = 0.3', r"distractors\[0\]: xy takes 2 numbers"),
+        ('shape = "sphere"', 'shape = "cone"', r"distractors.*distractors\[1\]: shape must be one of box, sphere"),
+        ('"PullCube-v1" = ["obj"]\n', '', r"objects-orange.*\[recolorable\] names none for PullCube-v1"),
+        ('"PushCube-v1" = {actors = ["obj", "goal_region"], center = [0.0, 0.0]}\n', '',
+         r"spawn-wide.*\[layouts\] has no .* for PushCube-v1: add one"),
+    ]
+    for old, replacement, error in broken:
+        path.write_text(text.replace(old, replacement))
+        with pytest.raises(BenchError, match=error):
+            load_suite(tasks)
 
 
 def test_robustness_smoke_runs_end_to_end(short_tasks, bench, tmp_path):
