@@ -249,6 +249,8 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
     from bench.policies.pi_lerobot import _modules
     from bench.policies.pi_tiny import tiny_architecture
 
+    if model == "pi0" and not discrete_state_input:
+        raise SystemExit("--no-discrete-state-input is a Pi0.5 setting: Pi0 never writes the state into its prompt")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -260,12 +262,10 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
     norm = {k: Normalizer.from_stats(v, modes[k], "lerobot") for k, v in stats.items()}
     max_len = max_len or (48 if model == "pi05" else 24)
     prompt_tokenizer = transforms.PromptTokenizer(tokenizer, max_len)
-    if model == "pi0" and not discrete_state_input:
-        raise SystemExit("--no-discrete-state-input is a Pi0.5 setting: Pi0 never writes the state into its prompt")
-    state_in_prompt = model == "pi05" and discrete_state_input
     tokens, token_masks, state, longest = model_inputs(data, model, prompt_tokenizer, max_len, norm,
                                                        discrete_state_input=discrete_state_input)
-    noise_scale = state_noise * 2.0 / STATE_BINS if state_in_prompt or model == "pi0" else 0.0
+    # Pi0.5 without the state in its prompt: nothing to jitter
+    noise_scale = state_noise * 2.0 / STATE_BINS if discrete_state_input else 0.0
     actions = transforms.pad_to(norm["actions"].normalize(data.actions.astype(np.float32)), MODEL_DIM)
     action_dim = data.actions.shape[1]
 
@@ -351,7 +351,7 @@ def train_command(dataset: list[Path], tokenizer: Path, out: Path, model: str = 
                                                        max_len=max_len, shift=shift, seed=seed, params=params,
                                                        init=str(init) if init else None, action_norm=action_norm,
                                                        state_noise=state_noise, ordinal_bins=ordinal_bins,
-                                                       discrete_state_input=state_in_prompt if model == "pi05"
+                                                       discrete_state_input=discrete_state_input if model == "pi05"
                                                        else None))
     return out
 
