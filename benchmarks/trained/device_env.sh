@@ -2,9 +2,9 @@
 # per machine into /opt/site (kept while the machine stays warm), Vulkan/EGL loaders from .gl/ (see the device README).
 # `benchmarks/trained/pack_device.sh` builds them: sim-site.tar.xz (ManiSkill, SAPIEN), policy-site.tar.xz (lerobot
 # 0.6.1, transformers 5.5.4), openpi-site.tar.xz, wheels (datasets, dill, multiprocess, jaxtyping, ...) and av (PyAV,
-# which lerobot.datasets and so the lerobot backend import). Each call carries at most 64 MiB with the tree (~19 MB),
-# so they travel in two folders, .device/call1 then .device/call2, the sim tarball split across both (two chained
-# calls while the machine stays warm; the second one can run anything).
+# which lerobot.datasets and so the lerobot backend import). Each call carries at most 64 MiB with the tree, so they
+# travel in folders .device/call1, .device/call2, ... (as many as pack_device.sh printed), a tarball split where a
+# call is full (chained calls while the machine stays warm; the last one can run anything).
 set -e
 for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done; ldconfig
 mkdir -p /opt/site /opt/parts

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Rebuilds the ignored folders that carry packages to the GPU machine (consumed there by device_env.sh), in two
-# folders, one per device call (each call carries at most 64 MiB including the tracked tree, ~19 MB):
-#   .device/call1  policy-site.tar.xz (lerobot 0.6.1, transformers 5.5.4), openpi-site.tar.xz, small wheels, and the
-#                  first part of sim-site.tar.xz (ManiSkill, SAPIEN, gymnasium) with its sha256
-#   .device/call2  the rest of sim-site.tar.xz and av-site.tar.xz (PyAV, which lerobot.datasets imports)
+# Rebuilds the ignored folders that carry packages to the GPU machine (consumed there by device_env.sh), one folder
+# per device call, as many as the pieces need (each call carries at most 64 MiB, the tree and .gl included: two calls
+# with a ~20 MB tree, three once it grows past ~24 MB):
+#   .device/callK  in this order, split where a call is full: policy-site.tar.xz (lerobot 0.6.1, transformers 5.5.4),
+#                  small wheels, openpi-site.tar.xz, sim-site.tar.xz (ManiSkill, SAPIEN, gymnasium), av-site.tar.xz
+#                  (PyAV, which lerobot.datasets imports); a split tarball's sha256 travels with its first part
 #   .gl            Debian amd64 Vulkan/EGL/GL loader .debs for SAPIEN's headless rendering
-# The pieces are built in .device/build (not carried). Two chained calls while the machine stays warm bring them all
-# (`run` with carry [".gl", ".device/call1"], then [".gl", ".device/call2"]); device_env.sh joins the parts.
+# The pieces are built in .device/build (not carried). Chained calls while the machine stays warm bring them all
+# (`run` with carry [".gl", ".device/call1"], then [".gl", ".device/call2"], ...; the script prints how many);
+# device_env.sh joins the parts. Rebuild the call folders after the tree grows (the pieces themselves are kept).
 # The GPU machine already has torch 2.11, jax 0.11.2 (flax, orbax, chex, einops), numpy, pandas, pyarrow, xxhash,
 # huggingface-hub, httpx, aiohttp, opencv-python-headless (see the device tool's KINDS.md package list): not carried.
 # Idempotent: a piece whose output exists is skipped; delete it to rebuild. Needs network (PyPI, Debian mirrors).
@@ -97,21 +99,43 @@ if [ $missing = 0 ]; then echo ".gl: exists, skipped"; else
   apt-get $o update; (cd .gl && apt-get $o download "${gl[@]}")
 fi
 
-# 5. the two call folders: what call 1 carries besides the sim tarball's first part, then that part sized so that
-# both calls carry the same
-rm -rf .device/call1 .device/call2; mkdir -p .device/call1 .device/call2
-cp $B/policy-site.tar.xz $B/openpi-site.tar.xz $B/*.whl .device/call1/
-sim=$(stat -c %s $B/sim-site.tar.xz); av=$(stat -c %s $B/av-site.tar.xz); first=$(du -cb .device/call1/* | tail -1 | cut -f1)
-part0=$(( (sim + av - first) / 2 ))
-head -c $part0 $B/sim-site.tar.xz > .device/call1/sim-site.tar.xz.part-00
-tail -c +$((part0 + 1)) $B/sim-site.tar.xz > .device/call2/sim-site.tar.xz.part-01
-(cd $B && sha256sum sim-site.tar.xz) > .device/call1/sim-site.tar.xz.sha256
-cp $B/av-site.tar.xz .device/call2/
+# 5. the call folders: the pieces in this order, each call filled up to what 64 MiB leaves beside the tree (tracked and
+# untracked-but-not-ignored files travel on every call) and .gl, less a 1 MiB margin. A tarball that does not fit in
+# what is left of a call is split there into parts (its sha256 beside the first part; device_env.sh joins the parts
+# once all have come); wheels travel whole. Policy packages come first, so .device/call1 alone runs them
+# (train_speed.sh).
+rm -rf .device/call[0-9]*
+tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -c %s 2>/dev/null |
+  awk '{s += $1} END {print s + 0}')
+budget=$(( 64 * 1024 * 1024 - tree - $(du -cb .gl | tail -1 | cut -f1) - 1024 * 1024 ))
+python3 - "$budget" $B/policy-site.tar.xz $B/*.whl $B/openpi-site.tar.xz $B/sim-site.tar.xz $B/av-site.tar.xz <<'PY'
+import hashlib, os, shutil, sys
 
-# sizes: each folder travels in one call next to the ~19 MB tree and .gl, within 64 MiB
-status=0
-for d in .device/call1 .device/call2 .gl; do
-  du -sh "$d"
-  [ "$(du -sm "$d" | cut -f1)" -le 44 ] || { echo "WARNING: $d is over 44 MB: it will not fit in one call" >&2; status=1; }
-done
-exit $status
+budget, pieces = int(sys.argv[1]), sys.argv[2:]
+call, used = 1, 0
+for piece in pieces:
+    name, size, done, part = os.path.basename(piece), os.path.getsize(piece), 0, 0
+    while done < size:
+        left = budget - used
+        whole = done == 0 and size <= left
+        if not whole and (left < 1024 * 1024 or not name.endswith(".tar.xz")):  # on to the next call
+            call, used = call + 1, 0
+            continue
+        folder = f".device/call{call}"
+        os.makedirs(folder, exist_ok=True)
+        if whole:
+            shutil.copy(piece, folder)
+            done = size
+        else:
+            if part == 0:
+                with open(piece, "rb") as f, open(f"{folder}/{name}.sha256", "w") as out:
+                    out.write(f"{hashlib.file_digest(f, 'sha256').hexdigest()}  {name}\n")
+            with open(piece, "rb") as f, open(f"{folder}/{name}.part-{part:02d}", "wb") as out:
+                f.seek(done)
+                out.write(f.read(min(size - done, left - 1024)))  # 1 KiB for the sha256 file
+            done, part = done + min(size - done, left - 1024), part + 1
+        used = sum(entry.stat().st_size for entry in os.scandir(folder))
+PY
+calls=$(ls -d .device/call[0-9]* | wc -l)
+du -sh .device/call[0-9]* .gl
+echo "tree $((tree / 1024 / 1024)) MiB: $calls calls, call K with carry [\".gl\", \".device/callK\"]; the last runs all"

@@ -1,9 +1,9 @@
 # GPU machine: the committed small Pi0 and Pi0.5 on PushCube-v1 and every one of its robustness variants, 50
-# evaluation episodes each (docs/robustness.md). Two chained calls while the machine stays warm (each sources
-# device_env.sh; the simulator's packages come in two parts, .device/call1 then .device/call2):
-#   install   carry [".gl", ".device/call1"]
-#   run       carry [".gl", ".device/call2"]: both models side by side, each stopped by SIGINT at RUN_S (bench keeps
-#             the finished episodes); hands back the two runs
+# evaluation episodes each (docs/robustness.md). Chained calls while the machine stays warm (each sources
+# device_env.sh; the packages come in parts, .device/call1, .device/call2, ...: pack_device.sh says how many):
+#   install   carry [".gl", ".device/callK"], once per call folder but the last
+#   run       carry [".gl", ".device/call<last>"]: both models side by side, each stopped by SIGINT at RUN_S (bench
+#             keeps the finished episodes); hands back the two runs
 source benchmarks/trained/device_env.sh
 T=benchmarks/trained
 case "$1" in

@@ -6,7 +6,7 @@
 #           neighbouring bins share tokens
 #   noise   from the round-2 checkpoint, with its tokenizer (one token per bin)
 # One call per mode, chained while the machine stays warm (each call first sources device_env.sh):
-#   install       unpack the first call's packages (.device/call1): the simulator is not complete before call 2
+#   install       unpack one call's packages: once per .device/callK but the last (pack_device.sh says how many)
 #   record_train  the expert, GPU rendering, recording seeds from 0 (round 1's first episodes): PickCube then
 #                 PushCube, each stopped by SIGINT at its time limit (bench record keeps the finished episodes); the
 #                 digits tokenizer; both variants trained for what is left of the call

@@ -6,7 +6,7 @@
 #   plain  --state-noise 2 (the control)
 # One call per mode, chained while the machine stays warm (each call first sources device_env.sh); the training runs
 # in its own process session across the calls record_train -> wait -> evaluate:
-#   install       unpack the first call's packages (.device/call1)
+#   install       unpack one call's packages: once per .device/callK but the last (pack_device.sh says how many)
 #   record_train  the expert, GPU rendering: three PickCube recorders (seeds 0, 1, 2) and one PushCube (seed 0) side by
 #                 side, each stopped by SIGINT at REC_S (bench record keeps the finished episodes); then both variants
 #                 start training for MINUTES (default 16) in the background

@@ -5,7 +5,7 @@
 #   noise    the state in the prompt, Gaussian noise of 2 bins on it (round 4's remedy; presets/pi05-small.toml)
 # One call per mode, chained while the machine stays warm (each call first sources device_env.sh); the trainings run
 # in their own process session across the calls record_train -> wait -> evaluate:
-#   install       unpack the first call's packages (.device/call1)
+#   install       unpack one call's packages: once per .device/callK but the last (pack_device.sh says how many)
 #   record_train  the expert, GPU rendering: PickCube recorders (seeds 0, 1, 2) and PushCube (seed 0) side by side,
 #                 each stopped by SIGINT at REC_S (bench record keeps the finished episodes); then both variants train
 #                 for MINUTES in the background

@@ -1,9 +1,9 @@
 # GPU machine, round 7 (suite 2026.11.4): round 6's Pi0.5 without the state in its prompt ("nostate") trained on,
 # alone on the GPU (round 6 shared it between two models), on the same recording (the same recorders and seeds:
-# the expert's episodes are the same). The round-6 checkpoint travels in the third call (the first two carry the
-# packages up to the 64 MiB limit): carry [".gl", ".device/r6"]. The next rounds run it again from the previous
+# the expert's episodes are the same). The round-6 checkpoint travels in the training call (the package calls are
+# full up to the 64 MiB limit): carry [".gl", ".device/r6"]. The next rounds run it again from the previous
 # round's checkpoint: INIT=.device/r7/nostate BATCH=512 (carry [".gl", ".device/r7"]); LR, MINUTES likewise.
-#   install   unpack the first call's packages (.device/call1)
+#   install   unpack one call's packages: once per .device/callK but the last (pack_device.sh says how many)
 #   record    the expert, GPU rendering, as round6.sh record_train: three PickCube recorders (seeds 0, 1, 2) and
 #             PushCube (seed 0), stopped by SIGINT at REC_S
 #   train     nostate from .device/r6/nostate for MINUTES in the background; waits up to the call's limit
