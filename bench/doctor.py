@@ -1,5 +1,5 @@
-"""`bench doctor`: what this machine can run (rendering, GPU physics, CUDA for torch and JAX, memory, cores) and
-the --num-envs to start from for a policy.
+"""`bench doctor`: what this machine can run (rendering, GPU physics, CUDA for torch and JAX, memory, cores), the
+speed bench measured on this GPU (or on the ones it knows) and the --num-envs to start from for a policy.
 
 Each probe that could crash the process (Vulkan, PhysX GPU, JAX) runs in a subprocess; nothing here allocates
 GPU memory beyond torch's CUDA context.
@@ -22,6 +22,16 @@ GIB = 1024**3
 WORKER_RAM_GIB = 1.4
 PI_GPU_GIB = {"pi0": (7.6, 0.075), "pi05": (8.1, 0.09)}
 WORKERS_PER_CORE = 2  # 32 workers on 16 cores: 86.6 env steps/s in episodes against 72.9 for 16 (Pi0.5 run)
+# What bench measured per GPU (benchmarks/README.md sections 0 and 2, 2026-11-22/23; CPU physics workers):
+# env steps/s of PickCube with cameras every step / every 5th step / never at 16 workers, and full-size Pi0.5 (bf16,
+# bench's torch path) chunks/s at batch 64 alone and env steps/s inside a 64-slot run. Only GPUs measured are listed.
+MEASURED_GPUS = {"NVIDIA H100 80GB HBM3": "16 CPU-physics workers: 260 / 824 / 2072 env steps/s with cameras every "
+                                          "step / every 5th step / never; Pi0.5 alone 90.5 chunks/s at batch 64, "
+                                          "227 env steps/s inside a 64-slot run (the model is the bound)"}
+MEASURED_CPU = ("2 workers on a 2-core machine, lavapipe: 24.5 / 78.6 / 200.7 env steps/s with cameras every step / "
+                "every 5th step / never")
+MEASURE_HERE = ("measure here with `python benchmarks/env_throughput.py --backend cpu --num-envs 16 --observe-every 1 5 "
+                "0` and `python benchmarks/pi_throughput.py --model pi05`")
 
 
 @dataclass
@@ -38,6 +48,7 @@ class Machine:
     cuda: bool
     gpu_free_gib: float | None
     gpu_physics: bool
+    gpu_name: str | None = None
 
 
 def _probe(code: str, env: dict | None = None, timeout: float = 120) -> tuple[bool, str]:
@@ -76,16 +87,17 @@ def gpu_physics_check() -> Check:
     return Check("GPU physics (PhysX)", False, why)
 
 
-def torch_check() -> tuple[Check, float | None]:
+def torch_check() -> tuple[Check, float | None, str | None]:
+    """The check, the GPU's free memory in GiB and its name (None, None without CUDA)."""
     import torch
 
     if not torch.cuda.is_available():
         return Check("CUDA for torch", False, f"torch {torch.__version__}: no CUDA device (Pi models run on CPU, "
-                                              "slowly)"), None
+                                              "slowly)"), None, None
     free, total = torch.cuda.mem_get_info()
     name = torch.cuda.get_device_name()
     return Check("CUDA for torch", True, f"{name}, {free / GIB:.1f} of {total / GIB:.1f} GiB free "
-                                         f"(torch {torch.__version__})"), free / GIB
+                                         f"(torch {torch.__version__})"), free / GIB, name
 
 
 def jax_check() -> Check:
@@ -96,6 +108,20 @@ def jax_check() -> Check:
     if not ok:
         return Check("CUDA for JAX", False, f"JAX failed to start: {line}")
     return Check("CUDA for JAX", "gpu" in line or "cuda" in line, f"JAX devices: {line}")
+
+
+def measured_speed_check(machine: Machine) -> Check:
+    """What bench measured on this GPU, or on the GPUs it knows when this one was never measured: the speed to
+    expect before a long run, and the commands that measure it here."""
+    if machine.gpu_name in MEASURED_GPUS:
+        return Check("Speed bench measured", None, f"on this GPU ({machine.gpu_name}): "
+                                                   f"{MEASURED_GPUS[machine.gpu_name]} (benchmarks/README.md)")
+    known = "; ".join(f"{name}: {figures}" for name, figures in MEASURED_GPUS.items())
+    if machine.gpu_name is None:
+        return Check("Speed bench measured", None, f"no GPU: {MEASURED_CPU}. With a GPU, on {known} "
+                                                   "(benchmarks/README.md)")
+    return Check("Speed bench measured", None, f"never on {machine.gpu_name}; on {known} (benchmarks/README.md); "
+                                               f"{MEASURE_HERE}")
 
 
 def _ram_available_gib() -> float:
@@ -121,10 +147,11 @@ def recommend_num_envs(machine: Machine, model: str | None) -> tuple[int, str]:
 def diagnose(model: str | None) -> tuple[list[Check], int, str]:
     cores = len(os.sched_getaffinity(0))
     checks = [vulkan_check(), gpu_physics_check()]
-    torch_result, gpu_free = torch_check()
+    torch_result, gpu_free, gpu_name = torch_check()
     checks += [torch_result, jax_check()]
     ram = _ram_available_gib()
     checks.append(Check("CPU and memory", None, f"{cores} usable cores, {ram:.1f} GiB RAM available"))
-    machine = Machine(cores, ram, torch_result.ok, gpu_free, checks[1].ok)
+    machine = Machine(cores, ram, torch_result.ok, gpu_free, checks[1].ok, gpu_name)
+    checks.append(measured_speed_check(machine))
     num_envs, why = recommend_num_envs(machine, model)
     return checks, num_envs, why

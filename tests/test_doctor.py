@@ -1,6 +1,9 @@
 """`bench doctor` on this machine (real probes) and its --num-envs arithmetic."""
 
-from bench.doctor import PI_GPU_GIB, WORKER_RAM_GIB, WORKERS_PER_CORE, Machine, recommend_num_envs
+import torch
+
+from bench.doctor import (MEASURED_CPU, MEASURED_GPUS, PI_GPU_GIB, WORKER_RAM_GIB, WORKERS_PER_CORE, Machine,
+                          measured_speed_check, recommend_num_envs)
 
 
 def test_doctor_reports_this_machine(bench):
@@ -10,6 +13,9 @@ def test_doctor_reports_this_machine(bench):
         assert check in text
     assert "libPhysXGpu_64.so" in text  # the GPU physics library's place, or why it cannot start
     assert "recommended: --num-envs" in text
+    assert "Speed bench measured" in text
+    if not torch.cuda.is_available():  # the CPU machine's figures
+        assert "lavapipe" in text
 
 
 def test_num_envs_follows_the_tightest_limit():
@@ -23,3 +29,16 @@ def test_num_envs_follows_the_tightest_limit():
                         gpu_free_gib=(weights + 6 * per_row) / 0.9 + 1e-6)
     count, why = recommend_num_envs(small_gpu, "pi05")
     assert count == 12 and why.endswith("GPU memory")  # two lanes of 6 rows
+
+
+def test_doctor_says_what_bench_measured_on_this_gpu_or_on_the_ones_it_knows():
+    def detail(gpu_name):
+        machine = Machine(cores=16, ram_available_gib=128, cuda=gpu_name is not None, gpu_free_gib=None,
+                          gpu_physics=False, gpu_name=gpu_name)
+        return measured_speed_check(machine).detail
+
+    h100, = MEASURED_GPUS
+    assert detail(h100).startswith(f"on this GPU ({h100}): {MEASURED_GPUS[h100]}")
+    other = detail("NVIDIA L4")
+    assert other.startswith("never on NVIDIA L4") and MEASURED_GPUS[h100] in other and "env_throughput.py" in other
+    assert detail(None).startswith(f"no GPU: {MEASURED_CPU}")
