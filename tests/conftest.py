@@ -94,17 +94,28 @@ def require(module: str, why: str):
     pytest.fail(f"CI=true and {module} is not importable ({error}): {why}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def pushcube_recording(short_tasks, tmp_path_factory) -> Path:
-    """`bench record`'s expert on the first 3 recording episodes of PushCube (recording seed 0: the first episodes of
-    the training data of benchmarks/trained), pi05 layout, LeRobot v2.1 with PNG frames (no conversion, no video),
-    ending 1 frame after success. One recording for every test that needs recorded episodes."""
+def _expert_recording(task: str, episodes: int, short_tasks: Path, tmp_path_factory) -> Path:
+    """`bench record`'s expert on the first `episodes` recording episodes of `task` (recording seed 0: the first
+    episodes of the training data of benchmarks/trained), pi05 layout, LeRobot v2.1 with PNG frames (no conversion,
+    no video), ending 1 frame after success."""
     require("datasets", "bench record writes LeRobot datasets: pip install -e '.[lerobot]'")
-    output = tmp_path_factory.mktemp("pushcube-recording") / "ds"
-    assert main(["record", "--layout", "pi05", "--tasks", "PushCube-v1", "--episodes", "3", "--format", "v2.1",
+    output = tmp_path_factory.mktemp(f"{task}-recording") / "ds"
+    assert main(["record", "--layout", "pi05", "--tasks", task, "--episodes", str(episodes), "--format", "v2.1",
                  "--no-video", "--end-after-success", "1", "--tasks-dir", str(short_tasks), "--output", str(output),
                  "--num-envs", "2"]) == 0
     return output
+
+
+@pytest.fixture(scope="session")
+def pushcube_recording(short_tasks, tmp_path_factory) -> Path:
+    """The first 3 recorded PushCube episodes: one recording for every test that needs recorded episodes."""
+    return _expert_recording("PushCube-v1", 3, short_tasks, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def pickcube_recording(short_tasks, tmp_path_factory) -> Path:
+    """The first 6 recorded PickCube episodes (tests/test_trained.py)."""
+    return _expert_recording("PickCube-v1", 6, short_tasks, tmp_path_factory)
 
 
 __all__ = ["assert_same_results", "episodes_without_timing", "read_manifest", "require", "run_dir_of"]

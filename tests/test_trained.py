@@ -1,8 +1,9 @@
 """The committed small Pi0 and Pi0.5 (benchmarks/trained, docs/trained-policies.md), trained from scratch on expert
-data `bench record` wrote, scored through `bench run --episodes-from` on recorded PushCube episodes on CPU
-(lavapipe). Measured on the first six: Pi0 6/6, Pi0.5 6/6; on the first three, which this test runs, 3/3 each, so
-it asks for 2 of 3. The random policy succeeds on 1 of 32 such episodes: a regression in an
-adapter, a normalization, Pi0.5's state prompt, the tokenization, chunking or the action mapping fails here."""
+data `bench record` wrote, scored through `bench run --episodes-from` on recorded episodes on CPU (lavapipe).
+PushCube, both models: measured on the first six Pi0 6/6, Pi0.5 6/6; on the first three, which the test runs, 3/3
+each, so it asks for 2 of 3; the random policy succeeds on 1 of 32 such episodes. PickCube, Pi0 (the committed
+Pi0.5 does not learn it): below. A regression in an adapter, a normalization, Pi0.5's state prompt, the
+tokenization, chunking or the action mapping fails here."""
 
 from __future__ import annotations
 
@@ -19,19 +20,36 @@ from conftest import require
 TRAINED = Path(__file__).resolve().parents[1] / "benchmarks" / "trained"
 
 
-@pytest.mark.parametrize("model", ["pi0", "pi05"])
-def test_trained_small_pi_reproduces_recorded_pushcube_episodes(model, pushcube_recording, short_tasks, bench,
-                                                                tmp_path):
+def _score_recorded(bench, model: str, recording: Path, tasks_dir: Path, output: Path):
+    """`bench run` of the committed `model`-small on the recording's own episodes; their records."""
     require("lerobot.policies.pi05", "the trained checkpoints are lerobot models: pip install -e '.[lerobot]'")
     code, out = bench("run", "--policy", str(TRAINED / "presets" / f"{model}-small.toml"),
                       "--checkpoint", str(TRAINED / "checkpoints" / f"{model}-small"),
                       "--tokenizer", str(TRAINED / "checkpoints" / "tokenizer.model"),
-                      "--episodes-from", str(pushcube_recording), "--tasks-dir", str(short_tasks),
-                      "--num-envs", "2", "--output", str(tmp_path), "--run-id", model)
+                      "--episodes-from", str(recording), "--tasks-dir", str(tasks_dir),
+                      "--num-envs", "2", "--output", str(output), "--run-id", model)
     assert code == 0, out
-    episodes = read_episodes(tmp_path / model)
-    assert len(episodes) == 3 and (episodes["status"] == "ok").all()
+    episodes = read_episodes(output / model)
+    assert (episodes["status"] == "ok").all()
+    return episodes
+
+
+@pytest.mark.parametrize("model", ["pi0", "pi05"])
+def test_trained_small_pi_reproduces_recorded_pushcube_episodes(model, pushcube_recording, short_tasks, bench,
+                                                                tmp_path):
+    episodes = _score_recorded(bench, model, pushcube_recording, short_tasks, tmp_path)
+    assert len(episodes) == 3
     assert episodes["success_once"].sum() >= 2, episodes[["episode", "seed", "success_once"]]
+
+
+def test_trained_small_pi0_reproduces_recorded_pickcube_episodes(pickcube_recording, short_tasks, bench, tmp_path):
+    """The grasping task. Pi0 small on the first six recorded PickCube episodes on lavapipe: 5/6 measured (episode 0
+    fails; the first eight 7/8; on the GPU machine 26/32), random 0/32; asks 4 of 6. Its cameras swapped: 1/6. With
+    the goal hidden it still reaches it in 4/6 (on its own training episodes it does not need to see the goal), so
+    this test does not guard the goal's visibility; held-out evaluations do."""
+    episodes = _score_recorded(bench, "pi0", pickcube_recording, short_tasks, tmp_path)
+    assert len(episodes) == 6
+    assert episodes["success_once"].sum() >= 4, episodes[["episode", "seed", "success_once"]]
 
 
 STANDIN_CHECK = """
