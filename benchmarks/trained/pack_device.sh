@@ -130,10 +130,11 @@ for piece in pieces:
             if part == 0:
                 with open(piece, "rb") as f, open(f"{folder}/{name}.sha256", "w") as out:
                     out.write(f"{hashlib.file_digest(f, 'sha256').hexdigest()}  {name}\n")
+            take = min(size - done, left - 1024)  # 1 KiB kept for the sha256 file
             with open(piece, "rb") as f, open(f"{folder}/{name}.part-{part:02d}", "wb") as out:
                 f.seek(done)
-                out.write(f.read(min(size - done, left - 1024)))  # 1 KiB for the sha256 file
-            done, part = done + min(size - done, left - 1024), part + 1
+                out.write(f.read(take))
+            done, part = done + take, part + 1
         used = sum(entry.stat().st_size for entry in os.scandir(folder))
 PY
 calls=$(ls -d .device/call[0-9]* | wc -l)
