@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds the ignored folders that carry packages to the GPU machine (consumed there by device_env.sh), one folder
 # per device call, as many as the pieces need (each call carries at most 64 MiB, the tree and .gl included: two calls
-# with a ~20 MB tree, three once it grows past ~24 MB):
+# with a ~20 MB tree, three once it grows past ~22 MB):
 #   .device/callK  in this order, split where a call is full: policy-site.tar.xz (lerobot 0.6.1, transformers 5.5.4),
 #                  small wheels, openpi-site.tar.xz, sim-site.tar.xz (ManiSkill, SAPIEN, gymnasium), av-site.tar.xz
 #                  (PyAV, which lerobot.datasets imports); a split tarball's sha256 travels with its first part
