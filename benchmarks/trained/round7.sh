@@ -4,7 +4,7 @@
 # full up to the 64 MiB limit): carry [".gl", ".device/r6"]. The next rounds run it again from the previous
 # round's checkpoint: INIT=.device/r7/nostate BATCH=512 (carry [".gl", ".device/r7"]); LR, MINUTES likewise.
 #   install   unpack one call's packages: once per .device/callK but the last (pack_device.sh says how many)
-#   record    the expert, GPU rendering, as round6.sh record_train: three PickCube recorders (seeds 0, 1, 2) and
+#   record    bench doctor, then the expert, GPU rendering, as round6.sh record_train: three PickCube recorders (seeds 0, 1, 2) and
 #             PushCube (seed 0), stopped by SIGINT at REC_S
 #   train     nostate from .device/r6/nostate for MINUTES in the background; waits up to the call's limit
 #   wait      waits for the training (up to the call's limit) and hands back the log
@@ -13,10 +13,11 @@
 source benchmarks/trained/device_env.sh
 source benchmarks/trained/rounds.sh
 P=benchmarks/trained/presets; TOK=benchmarks/trained/checkpoints/tokenizer.model
-DATA="$WORK/pick7-0 $WORK/pick7-1 $WORK/pick7-2 $WORK/push7-0"
+DATA=${DATA:-"$WORK/pick7-0 $WORK/pick7-1 $WORK/pick7-2 $WORK/push7-0"}  # the recordings it trains on
 case "$1" in
   install) nvidia-smi --query-gpu=name,memory.used --format=csv; python3 -c "import lerobot, torch; print('ok')" ;;
   record)
+    COLUMNS=150 $BENCH doctor || true  # its "Speed bench measured" row knows this GPU by torch's name for it
     record_experts 7 200 ;;
   train)
     rm -rf $WORK/init && cp -r ${INIT:-.device/r6/nostate} $WORK/init
