@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds the ignored folders that carry packages to the GPU machine (consumed there by device_env.sh), one folder
 # per device call, as many as the pieces need (each call carries at most 64 MiB, the tree and .gl included: two calls
-# with a ~20 MB tree, three once it grows past ~22 MB):
+# with a ~20 MB tree, three once it grows past ~22 MB, as with today's 28 MiB; checked on the H100 2026-11-24):
 #   .device/callK  in this order, split where a call is full: policy-site.tar.xz (lerobot 0.6.1, transformers 5.5.4),
 #                  small wheels, openpi-site.tar.xz, sim-site.tar.xz (ManiSkill, SAPIEN, gymnasium), av-site.tar.xz
 #                  (PyAV, which lerobot.datasets imports); a split tarball's sha256 travels with its first part
@@ -34,7 +34,7 @@ P=(--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --pla
 B=.device/build
 mkdir -p $B .gl
 
-# 1. sim-site: the shared pack, pruned further (it is split across the two calls below)
+# 1. sim-site: the shared pack, pruned further (split where a call is full, below)
 if [ -f $B/sim-site.tar.xz ]; then echo "sim-site: exists, skipped"; else
   "$PACK" "$tmp/sim" sim
   mkdir "$tmp/sim/site"; tar -xJf "$tmp/sim/sim-site.tar.xz" -C "$tmp/sim/site"; rm "$tmp/sim/sim-site.tar.xz"
