@@ -3,7 +3,6 @@ run under a folder, and everything they show is computed from these objects, nev
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path

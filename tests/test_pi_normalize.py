@@ -51,7 +51,7 @@ def states(rows: int) -> np.ndarray:
 def test_lerobot_convention_equals_lerobots_normalizer(mode):
     import torch
     from lerobot.processor.converters import create_transition
-    from lerobot.utils.constants import ACTION, OBS_STATE
+    from lerobot.utils.constants import OBS_STATE
 
     normalizer, unnormalizer = lerobot_steps(mode)
     quantiles = mode == "QUANTILES"
