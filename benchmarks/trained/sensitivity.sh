@@ -6,31 +6,30 @@
 # A run already in OUTPUT is kept (the correct run is the (d) run of the same seeds).
 set -u
 out=$1; heldout=$2
-T=benchmarks/trained; P=$T/presets
-ck="--checkpoint $T/checkpoints/pi05-small-nostate --tokenizer $T/checkpoints/tokenizer.model"
-run() {
-  local id=$1; shift
+T=benchmarks/trained; P=$T/presets; M=pi05-small-nostate
+ck="--checkpoint $T/checkpoints/$M --tokenizer $T/checkpoints/tokenizer.model"
+# id, whether bench check can hold it against the dataset (a replanning interval is not a dataset property), settings
+variants=(
+  "correct check --policy $P/$M.toml"
+  "swapped-cameras check --policy $P/$M-swapped-cameras.toml"
+  "wrong-layout check --policy $P/$M-wrong-layout.toml"
+  "identity-norm-stats check --policy $P/$M.toml --norm-stats $P/norm_stats_identity.json"
+  "pickcube-norm-stats check --policy $P/$M.toml --norm-stats $P/norm_stats_pickcube_only.json"
+  "replan-10 run-only --policy $P/$M.toml --replan-steps 10"
+)
+for v in "${variants[@]}"; do
+  set -- $v; id=$1; shift 2
   [ -f "$out/$id/episodes.jsonl" ] || bench run $ck --tasks PushCube-v1 --episodes 50 --num-envs ${NUM_ENVS:-2} \
     --output "$out" --run-id $id --label $id "$@" 2>&1 | grep -E "│ PushCube|results"
-}
-check() {
-  local id=$1; shift
+done
+for v in "${variants[@]:1}"; do
+  set -- $v
+  echo "== bench compare correct $1"
+  bench compare "$out/correct" "$out/$1" --allow-mismatch 2>&1 | grep -iE "PushCube|verdict|better|worse|difference"
+done
+for v in "${variants[@]}"; do
+  set -- $v; id=$1; [ $2 = check ] || continue; shift 2
   bench check $ck --dataset "$heldout" --tasks PushCube-v1,PickCube-v1 --json "$out/check-$id.json" "$@" \
     > "$out/check-$id.log" 2>&1
   echo "bench check $id: exit $?"
-}
-run correct --policy $P/pi05-small-nostate.toml
-run swapped-cameras --policy $P/pi05-small-nostate-swapped-cameras.toml
-run wrong-layout --policy $P/pi05-small-nostate-wrong-layout.toml
-run identity-norm-stats --policy $P/pi05-small-nostate.toml --norm-stats $P/norm_stats_identity.json
-run pickcube-norm-stats --policy $P/pi05-small-nostate.toml --norm-stats $P/norm_stats_pickcube_only.json
-run replan-10 --policy $P/pi05-small-nostate.toml --replan-steps 10
-for id in swapped-cameras wrong-layout identity-norm-stats pickcube-norm-stats replan-10; do
-  echo "== bench compare correct $id"
-  bench compare "$out/correct" "$out/$id" --allow-mismatch 2>&1 | grep -iE "PushCube|verdict|better|worse|difference"
 done
-check correct --policy $P/pi05-small-nostate.toml
-check swapped-cameras --policy $P/pi05-small-nostate-swapped-cameras.toml
-check wrong-layout --policy $P/pi05-small-nostate-wrong-layout.toml
-check identity-norm-stats --policy $P/pi05-small-nostate.toml --norm-stats $P/norm_stats_identity.json
-check pickcube-norm-stats --policy $P/pi05-small-nostate.toml --norm-stats $P/norm_stats_pickcube_only.json
