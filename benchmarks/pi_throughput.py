@@ -7,11 +7,12 @@ For each model: the FLOPs of one chunk (counted by torch.utils.flop_counter.Flop
 each inference path), the measured matmul ceiling (a large bf16 matrix product), then per inference path and batch
 size the time of one batched `sample_actions` call, chunks/s and the share of the ceiling that rate reaches
 (FLOPs per chunk of bench's path x chunks/s / ceiling: the work the model needs, whatever path does it).
-Inference paths: `lerobot` (lerobot's own sample_actions, SigLIP in float32 as lerobot keeps it), `bench`
+Inference paths: `lerobot` (lerobot's own sample_actions, SigLIP in float32 as lerobot keeps it), `bench-eager`
 (bf16 throughout, absent cameras skipped, keys and values updated in place, fused attention other than cuDNN's;
-see bench.policies.pi_lerobot_sampling), what `bench run` uses, and `openpi` (openpi's JAX model under jax.jit, bench's
-openpi backend; the FLOP counter does not see JAX, so its share uses the bench path's count, when measured in the
-same run).
+see bench.policies.pi_lerobot_sampling), `bench` (the same, replayed from a CUDA graph per batch bucket on a CUDA
+device, bench.policies.pi_lerobot_graphs: what `bench run` uses), and `openpi` (openpi's JAX model under jax.jit,
+bench's openpi backend; the FLOP counter does not see JAX, so its share uses the bench path's count, when measured in
+the same run). FLOPs are counted on the eager path: a graph's capture would count its warm-up too.
 
 Random weights: throughput does not depend on the values. Inputs are random images, state and tokens at the
 model's full prompt length, two cameras present and one absent as in bench's ManiSkill tasks.
@@ -65,18 +66,25 @@ def _sync(device: str) -> None:
 def flops_per_chunk(backend, inputs: PiInputs) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
+    path = backend.inference
+    backend.inference = "bench-eager" if path == "bench" else path
     counter = FlopCounterMode(display=False)
-    with counter:
-        backend.sample_actions(inputs)
+    try:
+        with counter:
+            backend.sample_actions(inputs)
+    finally:
+        backend.inference = path
     return counter.get_total_flops()
 
 
-def time_call(backend, inputs: PiInputs, iters: int, device: str) -> tuple[float, float]:
-    """(s per call, peak GPU memory GiB during the calls; 0 on CPU)."""
+def time_call(backend, inputs: PiInputs, iters: int, device: str) -> tuple[float, float, float]:
+    """(s per call, peak GPU memory GiB during the calls (0 on CPU), s of the first call: a graph's capture)."""
     import torch
 
-    for _ in range(2):  # warm-up: allocator, cuDNN/cuBLAS heuristics, compilation
-        backend.sample_actions(inputs)
+    t0 = time.perf_counter()
+    backend.sample_actions(inputs)  # warm-up: allocator, cuDNN/cuBLAS heuristics, the graph's capture
+    first = time.perf_counter() - t0
+    backend.sample_actions(inputs)
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -84,7 +92,7 @@ def time_call(backend, inputs: PiInputs, iters: int, device: str) -> tuple[float
     for _ in range(iters):
         backend.sample_actions(inputs)  # returns numpy: the device work has finished
     per_call = (time.perf_counter() - t0) / iters
-    return per_call, torch.cuda.max_memory_allocated() / 1024**3 if cuda else 0.0
+    return per_call, torch.cuda.max_memory_allocated() / 1024**3 if cuda else 0.0, first
 
 
 def profile(backend, inputs: PiInputs, path: str) -> None:
@@ -101,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["pi0", "pi05"], nargs="+", default=["pi05"])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32, 64])
-    parser.add_argument("--paths", nargs="+", default=["bench", "lerobot"], choices=["lerobot", "bench", "openpi"])
+    parser.add_argument("--paths", nargs="+", default=["bench", "lerobot"], choices=["lerobot", "bench", "bench-eager", "openpi"])
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--iters", type=int, default=5)
@@ -129,18 +137,18 @@ def main() -> None:
             built = time.perf_counter() - started
             rng = np.random.default_rng(0)
             flops = flops_per_chunk(backend, random_inputs(1, backend.max_token_len, rng)) if path != "openpi" else 0
-            if path == "bench" and needed is None:
+            if path in ("bench", "bench-eager") and needed is None:
                 needed = flops
             for batch in args.batch:
                 inputs = random_inputs(batch, backend.max_token_len, rng)
-                per_call, peak = time_call(backend, inputs, args.iters, args.device)
+                per_call, peak, first = time_call(backend, inputs, args.iters, args.device)
                 rate = batch / per_call
                 work = needed or flops  # the bench path's count: the work the model needs
                 share = f"{work * rate / 1e12:.3g} | {work * rate / ceiling:.0%}" if work else "n/a | n/a"
                 counted = f"{flops / 1e9:.4g}" if flops else "n/a"
                 memory = f"{peak:.1f}" if path != "openpi" else "n/a (JAX)"
-                print(f"| {model} | {path} | {batch} | {per_call:.3f} | {rate:.1f} | {counted} | {share} | {memory} |",
-                      flush=True)
+                print(f"| {model} | {path} | {batch} | {per_call:.3f} | {rate:.1f} | {counted} | {share} | {memory} |"
+                      f" <!-- first call {first:.2f} s -->", flush=True)
             if args.profile:
                 profile(backend, inputs, f"{args.profile}-{model}-{path}-b{batch}.txt")
             print(f"<!-- {model} {path}: built in {built:.1f} s -->", flush=True)

@@ -2,6 +2,8 @@
 #   sim        env_throughput.py: 16 and 32 CPU-physics workers, cameras every step / every 5th / never
 #   suite      bench run, full-size Pi0.5 (random weights, bf16), all six tasks x EPISODES (default 100), N slots
 #   reference  end_to_end.py: the sequential loop and bench run on the same EPISODES per task (default 8)
+#   graphs     tests/test_pi_cuda_graphs.py (CUDA graph replays against lerobot's sample_actions), then pi_throughput.py:
+#              full-size Pi0.5 chunks/s replayed from graphs and eager at BATCHES (default 1 8 16 32 64)
 source benchmarks/trained/device_env.sh
 [ -f /tmp/fx/tokenizer.model ] || python3 benchmarks/pi_fixtures.py /tmp/fx
 PI="--policy benchmarks/pi05-random.toml --tokenizer /tmp/fx/tokenizer.model --norm-stats /tmp/fx/norm_stats.json"
@@ -30,6 +32,9 @@ case "$1" in
       2>&1 | tail -n 12
     echo "bench run wall s: $(echo "$(date +%s.%N) - $start" | bc)"
     summary $WORK/results/suite-$N ;;
+  graphs)
+    python3 -m pytest -q -p no:cacheprovider tests/test_pi_cuda_graphs.py
+    python3 benchmarks/pi_throughput.py --model pi05 --paths bench bench-eager --batch ${BATCHES:-1 8 16 32 64} ;;
   reference)
     python3 benchmarks/end_to_end.py $PI --tasks all --episodes ${EPISODES:-8} --num-envs $N 2>&1 | grep -v "^reference:" ;;
 esac

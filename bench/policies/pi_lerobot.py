@@ -33,12 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.policies.pi_lerobot_graphs import ChunkGraphs
 from bench.policies.pi_lerobot_sampling import sample_chunk, vision_in_bf16
 from bench.policies.pi_types import IMAGE_KEYS, MODEL_DIM, PiInputs, check_model_dim, check_noise, check_state
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # checkpoints are local folders: never reach for the Hub
 
-INFERENCE_PATHS = ("bench", "lerobot")
+# "bench": bench's path (pi_lerobot_sampling), replayed from CUDA graphs on a CUDA device (pi_lerobot_graphs);
+# "bench-eager": the same path launched op by op; "lerobot": lerobot's own sample_actions
+INFERENCE_PATHS = ("bench", "bench-eager", "lerobot")
 REQUIRED_FILES = ("config.json", "model.safetensors")
 
 
@@ -121,8 +124,11 @@ class LerobotPiBackend:
         check_model_dim(f"{model}: max_state_dim", int(self.config.max_state_dim))
         self.image_keys = self._camera_order()
         self.inference = inference
-        if inference == "bench" and dtype == "bfloat16":
+        if inference != "lerobot" and dtype == "bfloat16":
             vision_in_bf16(self.policy.model)
+        self._graphs = None
+        if inference == "bench" and self.device.type == "cuda":
+            self._graphs = ChunkGraphs(self.policy.model, self.num_steps, self.action_horizon)
 
     def _load(self, path: Path, model: str, policy_cls, mod, dtype: str, device: str):
         from lerobot.configs import PreTrainedConfig
@@ -219,6 +225,8 @@ class LerobotPiBackend:
                 state_arg = () if state_t is None else (state_t,)
                 actions = self.policy.model.sample_actions(images, masks, lang_tokens, lang_masks, *state_arg,
                                                            noise=noise_t)
+            elif self.inference == "bench" and self._graphs is not None:
+                actions = self._graphs(images, masks, lang_tokens, lang_masks, state_t, noise_t)
             else:
                 actions = sample_chunk(self.policy.model, images, masks, lang_tokens, lang_masks, state_t, noise_t,
                                        self.num_steps, self.action_horizon)

@@ -1,6 +1,8 @@
 """bench's inference path for lerobot's Pi0 / Pi0.5 model (`LerobotPiBackend`, inference="bench", what `bench run`
 uses): lerobot 0.6.1's `sample_actions`, computed with less work and the same result (tests/test_pi_lerobot.py holds
-the two paths against each other), and SigLIP in bf16 as openpi runs it. torch and lerobot are imported when used.
+the two paths against each other), and SigLIP in bf16 as openpi runs it. Every step is a tensor operation on the
+model's device, with no host round trip, so that `pi_lerobot_graphs` can capture a whole chunk in a CUDA graph.
+torch and lerobot are imported when used.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ def vision_in_bf16(model) -> None:
     pwe.embed_image = embed_image  # instance attribute: replaces lerobot's float32 cast for this model only
 
 
+def present_cameras(masks) -> list[int]:
+    """Cameras present in at least one row of the batch (one host sync, before any GPU work)."""
+    return [i for i, m in enumerate(masks) if bool(m.any())]
+
+
 def sample_chunk(model, images, masks, lang_tokens, lang_masks, state, noise, num_steps: int, horizon: int):
     """lerobot's `sample_actions` (same prefix, same cached keys and values reused by every denoising step,
     same Euler steps from t=1 to 0), with changes that leave the result unchanged:
@@ -28,50 +35,92 @@ def sample_chunk(model, images, masks, lang_tokens, lang_masks, state, noise, nu
       attention and do not advance the position ids, so they only cost SigLIP and Gemma work;
     - the prefix's keys and values sit in one buffer with room for the action tokens (`ChunkCache`), which
       each denoising step overwrites in place; lerobot copies the whole cache every step and appends to it;
+    - the action tokens' attention mask and positions are the same at every step: built once per chunk;
     - attention is PyTorch's fused scaled-dot-product kernel instead of the eager softmax.
     """
+    present = present_cameras(masks)
+    return sample_present(model, [images[i] for i in present], [masks[i] for i in present], lang_tokens, lang_masks,
+                          state, noise, num_steps, horizon)
+
+
+def sample_present(model, images, masks, lang_tokens, lang_masks, state, noise, num_steps: int, horizon: int):
+    """`sample_chunk` for cameras already chosen: device work only, the same for every call of these shapes."""
     import torch
     from lerobot.policies.common.vla_utils import make_att_2d_masks
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    present = [i for i, m in enumerate(masks) if bool(m.any())]  # one host sync, before the GPU work
-    images, masks = [images[i] for i in present], [masks[i] for i in present]
     # not cuDNN's attention: it failed ("mha_graph.execute") on the GPU machine in a process that also renders with
     # SAPIEN, as a reference loop or GPU physics does
     with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
         pwe = model.paligemma_with_expert
-        prefix_embs, prefix_pad, prefix_att = model.embed_prefix(images, masks, lang_tokens, lang_masks)
-        attention = make_att_2d_masks(prefix_pad, prefix_att)[:, None]  # bool [B, 1, L, L]: True = may attend
+        prefix_embs, prefix_pad = _embed_prefix(pwe, images, masks, lang_tokens, lang_masks)
+        # Pi's prefix is one bidirectional block: every present token attends to every other present token
+        attention = make_att_2d_masks(prefix_pad, torch.zeros_like(prefix_pad))[:, None]  # bool [B, 1, L, L]
         positions = torch.cumsum(prefix_pad, dim=1) - 1
         pwe.paligemma.model.language_model.config._attn_implementation = "sdpa"
         pwe.gemma_expert.model.config._attn_implementation = "sdpa"
         cache = ChunkCache()
         pwe.forward(attention_mask=attention, position_ids=positions, past_key_values=cache,
                     inputs_embeds=[prefix_embs, None], use_cache=True)
-        prefix_len = positions[:, -1:] + 1  # prefix tokens that count, per row
+
+        # the action tokens (Pi0: the state token first) attend to the present prefix and to each other as
+        # lerobot's embed_suffix marks them: a 1 starts a block that earlier tokens cannot see
+        batch = noise.shape[0]
+        suffix_len = horizon + (state is not None)
+        suffix_pad = torch.ones(batch, suffix_len, dtype=torch.bool, device=noise.device)
+        suffix_blocks = torch.zeros(batch, suffix_len, dtype=torch.float32, device=noise.device)
+        suffix_blocks[:, : suffix_len - horizon + 1] = 1  # [state,] first action token
+        suffix_attention = torch.cat([prefix_pad[:, None, :].expand(batch, suffix_len, prefix_pad.shape[1]),
+                                      make_att_2d_masks(suffix_pad, suffix_blocks)], dim=2)[:, None]
+        suffix_positions = positions[:, -1:] + torch.cumsum(suffix_pad, dim=1)
+
         dt = -1.0 / num_steps
         x = noise
         for step in range(num_steps):
-            time = torch.full((x.shape[0],), 1.0 + step * dt, dtype=torch.float32, device=x.device)
-            x = x + dt * _velocity(model, cache, prefix_pad, prefix_len, state, x, time, horizon)
+            time = torch.full((batch,), 1.0 + step * dt, dtype=torch.float32, device=x.device)
+            suffix_embs, adarms_cond = _embed_suffix(model, state, x, time)
+            (_, suffix_out), _ = pwe.forward(
+                attention_mask=suffix_attention, position_ids=suffix_positions, past_key_values=cache,
+                inputs_embeds=[None, suffix_embs], use_cache=False, adarms_cond=[None, adarms_cond])
+            x = x + dt * model.action_out_proj(suffix_out[:, -horizon:].to(torch.float32))
     return x
 
 
-def _velocity(model, cache, prefix_pad, prefix_len, state, x, time, horizon: int):
-    """One denoising step: the action expert attends to the cached prefix and to the action tokens."""
+def _embed_prefix(pwe, images, masks, lang_tokens, lang_masks):
+    """lerobot's `embed_prefix` (each camera's SigLIP tokens, then the prompt's) without its attention-block list,
+    which it turns into a tensor with a host-to-device copy that a CUDA graph cannot hold; here that list is all
+    zeros (one block), built on the device by the caller."""
     import torch
-    from lerobot.policies.common.vla_utils import make_att_2d_masks
 
-    state_arg = () if state is None else (state,)  # pi0 embeds the state as the first action-expert token
-    suffix_embs, suffix_pad, suffix_att, adarms_cond = model.embed_suffix(*state_arg, x, time)
-    batch, suffix_len = suffix_pad.shape
-    attention = torch.cat([prefix_pad[:, None, :].expand(batch, suffix_len, prefix_pad.shape[1]),
-                           make_att_2d_masks(suffix_pad, suffix_att)], dim=2)[:, None]
-    positions = prefix_len + torch.cumsum(suffix_pad, dim=1) - 1
-    (_, suffix_out), _ = model.paligemma_with_expert.forward(
-        attention_mask=attention, position_ids=positions, past_key_values=cache,
-        inputs_embeds=[None, suffix_embs], use_cache=False, adarms_cond=[None, adarms_cond])
-    return model.action_out_proj(suffix_out[:, -horizon:].to(torch.float32))
+    embs, pads = [], []
+    for image, mask in zip(images, masks, strict=True):
+        tokens = pwe.embed_image(image)
+        embs.append(tokens)
+        pads.append(mask[:, None].expand(tokens.shape[0], tokens.shape[1]))
+    embs.append(pwe.embed_language_tokens(lang_tokens))
+    pads.append(lang_masks)
+    return torch.cat(embs, dim=1), torch.cat(pads, dim=1)
+
+
+def _embed_suffix(model, state, x, time):
+    """lerobot's `embed_suffix` of Pi0 (state token, then the actions fused with the time) or Pi0.5 (the actions;
+    the time conditions the action expert's adaptive RMSNorm): (token embeddings, adaRMS condition or None)."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+    from lerobot.policies.common.vla_utils import create_sinusoidal_pos_embedding
+
+    config = model.config
+    time_emb = create_sinusoidal_pos_embedding(time, model.action_in_proj.out_features, min_period=config.min_period,
+                                               max_period=config.max_period, device=time.device).type(time.dtype)
+    actions = model.action_in_proj(x)
+    if state is None:  # Pi0.5
+        return actions, F.silu(model.time_mlp_out(F.silu(model.time_mlp_in(time_emb))))
+    if model.state_proj.weight.dtype == torch.float32:
+        state = state.to(torch.float32)
+    state_token = model.state_proj(state)[:, None, :]
+    fused = torch.cat([actions, time_emb[:, None, :].expand_as(actions)], dim=2)
+    fused = model.action_time_mlp_out(F.silu(model.action_time_mlp_in(fused)))
+    return torch.cat([state_token, fused], dim=1), None
 
 
 class ChunkCache:
