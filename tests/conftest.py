@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import json
 import os
 import shutil
+import sys
+import tempfile
 from pathlib import Path
 
-import pandas as pd
-import pytest
 
-from bench.cli import main
-from bench.results import RUN_COLUMNS, read_episodes, read_manifest, same_episode_results
-from bench.tasks import DEFAULT_TASKS_DIR
+def _share_bytecode() -> None:
+    """Python processes the tests start (`bench record` subprocesses, the env workers' forkserver, scripts) reuse
+    the bytecode this session compiles. Where PYTHONDONTWRITEBYTECODE is set (it is on the 2-core machine the
+    README's test times come from) and the venvs hold no .pyc files (uv does not compile them), each of those
+    processes would otherwise compile torch, lerobot and ManiSkill from source again: ~8 of the ~16 s that importing
+    bench.cli, lerobot.datasets and mani_skill.envs takes there. The cache is this session's own folder, removed at
+    exit: nothing is written into the venvs or the repository."""
+    if os.environ.get("PYTHONPYCACHEPREFIX"):
+        return
+    folder = tempfile.mkdtemp(prefix="bench-tests-pycache-")
+    session = os.getpid()
+    atexit.register(lambda: os.getpid() == session and shutil.rmtree(folder, ignore_errors=True))
+    os.environ["PYTHONPYCACHEPREFIX"] = sys.pycache_prefix = folder
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
+
+
+_share_bytecode()  # before the imports below, so that they are cached too
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from bench.cli import main  # noqa: E402
+from bench.results import RUN_COLUMNS, read_episodes, read_manifest, same_episode_results  # noqa: E402
+from bench.tasks import DEFAULT_TASKS_DIR  # noqa: E402
 
 TIMING_COLUMNS = list(RUN_COLUMNS)  # the columns that may differ between runs of the same episodes (bench.results)
 
