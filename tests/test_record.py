@@ -3,11 +3,13 @@ held against bench's own observation pipeline; crash safety with SIGKILL; the ch
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,9 +31,37 @@ def _record_args(short_tasks: Path, output: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def recorded(short_tasks, tmp_path_factory) -> Path:
-    """One v3.0 recording (lerobot keys, video) of the expert on 2 PushCube episodes, shared by the tests."""
+def killed_recording(short_tasks, tmp_path_factory):
+    """The same recording as `recorded`, one env, in a process of its own (a new session), SIGKILLed by a thread as
+    soon as its first episode is committed; (dataset folder, that thread, the process). `recorded` asks for it first,
+    so that this process starts (its imports, its env workers) while `recorded` records instead of after it."""
     require("lerobot.datasets.lerobot_dataset", "bench record writes v3.0 with lerobot 0.6.1 (pip install -e .[lerobot])")
+    output = tmp_path_factory.mktemp("killed") / "ds"
+    command = [sys.executable, "-m", "bench.cli", *_record_args(short_tasks, output, "--num-envs", "1")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    info = output / "meta" / "info.json"
+
+    def kill_once_the_first_episode_is_committed():
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            if info.is_file() and json.loads(info.read_text())["total_episodes"] >= 1:
+                break
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):  # gone already: the test says how it ended
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    watcher = threading.Thread(target=kill_once_the_first_episode_is_committed, daemon=True)
+    watcher.start()
+    yield output, watcher, process
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    watcher.join()
+
+
+@pytest.fixture(scope="module")
+def recorded(killed_recording, short_tasks, tmp_path_factory) -> Path:
+    """One v3.0 recording (lerobot keys, video) of the expert on 2 PushCube episodes, shared by the tests."""
     from bench.cli import main
 
     output = tmp_path_factory.mktemp("record") / "ds"
@@ -95,20 +125,12 @@ def test_norm_stats_are_openpi_running_stats_of_state_and_action_chunks(recorded
     assert {"mean", "std", "q01", "q99"} <= set(lerobot_stats["observation.state"])
 
 
-def test_killed_recording_leaves_a_valid_dataset_and_resume_finishes_it(recorded, short_tasks, tmp_path):
-    """SIGKILL once the first episode is committed: a valid v2.1 dataset of it; --resume completes the v3.0
-    dataset with the very frames of the uninterrupted recording."""
-    output = tmp_path / "ds"
-    command = [sys.executable, "-m", "bench.cli", *_record_args(short_tasks, output, "--num-envs", "1")]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    info = output / "meta" / "info.json"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if info.is_file() and json.loads(info.read_text())["total_episodes"] >= 1:
-            break
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+def test_killed_recording_leaves_a_valid_dataset_and_resume_finishes_it(recorded, killed_recording):
+    """SIGKILL once the first episode is committed (`killed_recording`): a valid v2.1 dataset of it; --resume
+    completes the v3.0 dataset with the very frames of the uninterrupted recording."""
+    output, watcher, process = killed_recording
+    watcher.join()
+    assert process.returncode == -signal.SIGKILL
     killed = open_dataset(output)
     assert killed.version == "v2.1" and len(killed.episodes) == 1 and killed.bench["status"] == "recording"
     assert len(killed.frames(0)["observation.state"]) == killed.episodes[0]["length"]
