@@ -7,6 +7,8 @@ import importlib
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -117,28 +119,89 @@ def require(module: str, why: str):
     pytest.fail(f"CI=true and {module} is not importable ({error}): {why}", pytrace=False)
 
 
-def _expert_recording(task: str, episodes: int, short_tasks: Path, tmp_path_factory) -> Path:
+class Background:
+    """A command run in a process of its own (a new session), its output in a log file, for work that tests wait
+    for later (`_started_early`): a recording made while other tests run. `output`: what it writes."""
+
+    def __init__(self, command: list[str], log: Path, output: Path, **popen):
+        with log.open("w") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                            **popen)
+        self.command, self.log, self.output = command, log, output
+
+    def result(self) -> Path:
+        """Waits for the process; `output` if it succeeded, else the test fails with the end of its log."""
+        if self.process.wait() != 0:
+            pytest.fail(f"{' '.join(self.command)} exited {self.process.returncode}:\n{self.log.read_text()[-4000:]}",
+                        pytrace=False)
+        return self.output
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+# The expert recordings of conftest's fixtures: (task, episodes)
+RECORDINGS = {"pushcube_recording": ("PushCube-v1", 3), "pickcube_recording": ("PickCube-v1", 6)}
+
+
+def _starts_early(item) -> bool:
+    return hasattr(getattr(item, "module", None), "start_early")
+
+
+def pytest_collection_modifyitems(items):
+    """The tests of a module that starts work in another process before the first test (`start_early`, below) run
+    after the others, which run while that process works; the order is otherwise kept."""
+    items.sort(key=_starts_early)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _started_early(request, tmp_path_factory) -> dict[str, Background | None]:
+    """Before the first test, in processes of their own (the tests are mostly one busy core of two on the CI
+    machine): the RECORDINGS that collected tests need, and `start_early(tmp_path_factory) -> Background` of each
+    collected module that has one (the recording tests/openpi/test_record_openpi.py makes in the main environment;
+    None: nothing to start). Their fixtures wait for them; what still runs at the end is killed."""
+    items = request.session.items
+    started = {}
+    for name, (task, episodes) in RECORDINGS.items():
+        if any(name in getattr(item, "fixturenames", ()) for item in items):
+            started[name] = _expert_recording(task, episodes, request.getfixturevalue("short_tasks"),
+                                              tmp_path_factory)
+    modules = {item.module.__name__: item.module for item in items if _starts_early(item)}
+    started.update({name: modules[name].start_early(tmp_path_factory) for name in sorted(modules)})
+    yield started
+    for background in started.values():
+        if background is not None:
+            background.stop()
+
+
+def _expert_recording(task: str, episodes: int, short_tasks: Path, tmp_path_factory) -> Background:
     """`bench record`'s expert on the first `episodes` recording episodes of `task` (recording seed 0: the first
     episodes of the training data of benchmarks/trained), pi05 layout, LeRobot v2.1 with PNG frames (no conversion,
-    no video), ending 1 frame after success."""
+    no video), ending 1 frame after success; started in the background."""
+    folder = tmp_path_factory.mktemp(f"{task}-recording")
+    return Background([sys.executable, "-m", "bench.cli", "record", "--layout", "pi05", "--tasks", task, "--episodes",
+                       str(episodes), "--format", "v2.1", "--no-video", "--end-after-success", "1", "--tasks-dir",
+                       str(short_tasks), "--output", str(folder / "ds"), "--num-envs", "2"],
+                      folder / "record.log", folder / "ds")
+
+
+def _recording(started: dict[str, Background], name: str) -> Path:
     require("datasets", "bench record writes LeRobot datasets: pip install -e '.[lerobot]'")
-    output = tmp_path_factory.mktemp(f"{task}-recording") / "ds"
-    assert main(["record", "--layout", "pi05", "--tasks", task, "--episodes", str(episodes), "--format", "v2.1",
-                 "--no-video", "--end-after-success", "1", "--tasks-dir", str(short_tasks), "--output", str(output),
-                 "--num-envs", "2"]) == 0
-    return output
+    return started[name].result()
 
 
 @pytest.fixture(scope="session")
-def pushcube_recording(short_tasks, tmp_path_factory) -> Path:
+def pushcube_recording(_started_early) -> Path:
     """The first 3 recorded PushCube episodes: one recording for every test that needs recorded episodes."""
-    return _expert_recording("PushCube-v1", 3, short_tasks, tmp_path_factory)
+    return _recording(_started_early, "pushcube_recording")
 
 
 @pytest.fixture(scope="session")
-def pickcube_recording(short_tasks, tmp_path_factory) -> Path:
+def pickcube_recording(_started_early) -> Path:
     """The first 6 recorded PickCube episodes (tests/test_trained.py)."""
-    return _expert_recording("PickCube-v1", 6, short_tasks, tmp_path_factory)
+    return _recording(_started_early, "pickcube_recording")
 
 
-__all__ = ["assert_same_results", "episodes_without_timing", "read_manifest", "require", "run_dir_of"]
+__all__ = ["Background", "assert_same_results", "episodes_without_timing", "read_manifest", "require", "run_dir_of"]

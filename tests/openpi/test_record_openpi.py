@@ -7,19 +7,20 @@ torchvision.io.VideoReader (gone from the torchvision that matches this venv's t
 installed here), so its video path cannot run in this environment.
 
 The recording itself runs in the main environment (.venv: lerobot 0.6.1 computes LeRobot's episode stats), as a
-subprocess: `BENCH_RECORD_PYTHON` (default .venv/bin/python) with `BENCH_RECORD_PYTHONPATH` if set.
+subprocess: `BENCH_RECORD_PYTHON` (default .venv/bin/python) with `BENCH_RECORD_PYTHONPATH` if set. It starts before
+the session's first test and these tests run last (`start_early`, tests/conftest.py), so that the other tests run
+while it records.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import require
+from conftest import Background, require
 
 require("openpi.training.data_loader", "needs the openpi environment: scripts/setup-openpi-env.sh")
 require("lerobot.datasets.lerobot_dataset", "openpi's loader reads LeRobot v2.1 through lerobot 0.3.3: "
@@ -35,24 +36,32 @@ from bench.datasets.stats import action_chunks  # noqa: E402
 
 REPO = Path(__file__).parents[2]
 HORIZON = 10  # openpi's pi05_libero action horizon
+RECORD_PYTHON = Path(os.environ.get("BENCH_RECORD_PYTHON", REPO / ".venv" / "bin" / "python"))
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory) -> Path:
-    python = os.environ.get("BENCH_RECORD_PYTHON", str(REPO / ".venv" / "bin" / "python"))
-    if not Path(python).is_file():
-        pytest.fail(f"no main environment at {python} to record with: make setup (or set BENCH_RECORD_PYTHON)")
+def start_early(tmp_path_factory) -> Background | None:
+    """The recording, started before the session's first test in a process of its own (tests/conftest.py calls
+    this and runs this module's tests after the others, which run while it records)."""
+    if not RECORD_PYTHON.is_file():
+        return None  # `recorded` says so
     tasks = tmp_path_factory.mktemp("tasks")
     for path in (REPO / "tasks").glob("*.toml"):  # a 50-step PushCube, as tests/conftest.py's short_tasks
         (tasks / path.name).write_text(path.read_text().replace("max_steps = 100", "max_steps = 50"))
     output = tmp_path_factory.mktemp("lerobot_home") / "bench_openpi"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("BENCH_RECORD_PYTHONPATH")) if p)
-    subprocess.run([python, "-m", "bench.cli", "record", "--layout", "pi05", "--keys", "openpi", "--tasks",
-                    "PushCube-v1", "--episodes", "2", "--num-envs", "2", "--end-after-success", "5",
-                    "--action-horizon", str(HORIZON), "--no-video", "--tasks-dir", str(tasks), "--output", str(output)],
-                   check=True, env=env, cwd=REPO, capture_output=True)
-    return output
+    command = [str(RECORD_PYTHON), "-m", "bench.cli", "record", "--layout", "pi05", "--keys", "openpi", "--tasks",
+               "PushCube-v1", "--episodes", "2", "--num-envs", "2", "--end-after-success", "5", "--action-horizon",
+               str(HORIZON), "--no-video", "--tasks-dir", str(tasks), "--output", str(output)]
+    return Background(command, tmp_path_factory.mktemp("record_log") / "record.log", output, env=env, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def recorded(_started_early) -> Path:
+    """The dataset start_early's `bench record` wrote, once it has finished."""
+    if not RECORD_PYTHON.is_file():
+        pytest.fail(f"no main environment at {RECORD_PYTHON} to record with: make setup (or set BENCH_RECORD_PYTHON)")
+    return _started_early[__name__].result()
 
 
 @pytest.fixture(scope="module")
