@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 
@@ -121,23 +122,44 @@ def require(module: str, why: str):
 
 class Background:
     """A command run in a process of its own (a new session), its output in a log file, for work that tests wait
-    for later (`_started_early`): a recording made while other tests run. `output`: what it writes."""
+    for later (`_started_early`): a recording or a run made while other tests run. `output`: what it writes.
+    `after`: another Background that must succeed first (this one starts when it has)."""
 
-    def __init__(self, command: list[str], log: Path, output: Path, **popen):
-        with log.open("w") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                            **popen)
-        self.command, self.log, self.output = command, log, output
+    def __init__(self, command: list[str], log: Path, output: Path, after: Background | None = None, **popen):
+        self.command, self.log, self.output, self.after = command, log, output, after
+        self.process: subprocess.Popen | None = None
+        self._stopped = False
+        self._starter = threading.Thread(target=self._start, args=(popen,), daemon=True)
+        self._starter.start()
+
+    def _start(self, popen: dict) -> None:
+        if self.after is not None and self.after.wait() != 0:
+            return
+        with self.log.open("w") as out:
+            if not self._stopped:
+                self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT,
+                                                start_new_session=True, **popen)
+
+    def wait(self) -> int | None:
+        """The exit code once the process has ended; None if it never started (what it waited for failed)."""
+        self._starter.join()
+        return None if self.process is None else self.process.wait()
 
     def result(self) -> Path:
         """Waits for the process; `output` if it succeeded, else the test fails with the end of its log."""
-        if self.process.wait() != 0:
-            pytest.fail(f"{' '.join(self.command)} exited {self.process.returncode}:\n{self.log.read_text()[-4000:]}",
-                        pytrace=False)
+        code = self.wait()
+        if code is None:
+            pytest.fail(f"{' '.join(self.command)} did not start: {' '.join(self.after.command)} failed", pytrace=False)
+        if code != 0:
+            pytest.fail(f"{' '.join(self.command)} exited {code}:\n{self.log.read_text()[-4000:]}", pytrace=False)
         return self.output
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        self._stopped = True
+        if self.after is not None:
+            self.after.stop()
+        self._starter.join()
+        if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
@@ -157,11 +179,12 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _started_early(request, tmp_path_factory) -> dict[str, Background | None]:
-    """Before the first test, in processes of their own (the tests are mostly one busy core of two on the CI
-    machine): the RECORDINGS that collected tests need, and `start_early(tmp_path_factory) -> Background` of each
-    collected module that has one (the recording tests/openpi/test_record_openpi.py makes in the main environment;
-    None: nothing to start). Their fixtures wait for them; what still runs at the end is killed."""
+def _started_early(request, tmp_path_factory) -> dict[str, Background]:
+    """Before the first test, in processes of their own (the tests keep about one core of two busy on the CI
+    machine): the RECORDINGS that collected tests need, then what `start_early(request, started)` of each collected
+    module that has one adds (tests/openpi/test_record_openpi.py's recording in the main environment,
+    tests/test_trained.py's runs on these recordings). Fixtures and tests wait for what they need; what still runs
+    at the end is killed."""
     items = request.session.items
     started = {}
     for name, (task, episodes) in RECORDINGS.items():
@@ -169,11 +192,11 @@ def _started_early(request, tmp_path_factory) -> dict[str, Background | None]:
             started[name] = _expert_recording(task, episodes, request.getfixturevalue("short_tasks"),
                                               tmp_path_factory)
     modules = {item.module.__name__: item.module for item in items if _starts_early(item)}
-    started.update({name: modules[name].start_early(tmp_path_factory) for name in sorted(modules)})
+    for name in sorted(modules):
+        started.update(modules[name].start_early(request, started))
     yield started
     for background in started.values():
-        if background is not None:
-            background.stop()
+        background.stop()
 
 
 def _expert_recording(task: str, episodes: int, short_tasks: Path, tmp_path_factory) -> Background:

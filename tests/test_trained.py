@@ -4,10 +4,12 @@ PushCube, all three: measured on the first six Pi0 6/6, Pi0.5 6/6; on the first 
 each (the Pi0.5 without the state in its prompt too), so it asks for 2 of 3; the random policy succeeds on 1 of 32
 such episodes. PickCube, Pi0 and the Pi0.5 without the state (the Pi0.5 with it does not learn it): below. A
 regression in an adapter, a normalization, Pi0.5's prompt, the tokenization, chunking or the action mapping fails
-here."""
+here. The runs start in processes of their own once their recordings are written (`start_early`), while the other
+tests run."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,44 +18,82 @@ from pathlib import Path
 import pytest
 
 from bench.results import read_episodes
-from conftest import require
+from conftest import Background, require
 
 TRAINED = Path(__file__).resolve().parents[1] / "benchmarks" / "trained"
 
 
-def _score_recorded(bench, name: str, recording: Path, tasks_dir: Path, output: Path):
-    """`bench run` of the committed checkpoint `name` with its preset on the recording's own episodes; their
-    records."""
+PUSHCUBE = ["pi0-small", "pi05-small", "pi05-small-nostate"]
+PICKCUBE = [("pi0-small", 4), ("pi05-small-nostate", 5)]
+RUNS = """
+import json, sys
+from bench.cli import main
+codes = {}
+for args in json.loads(sys.argv[1]):
+    codes[args[args.index("--run-id") + 1]] = main(args)
+    print("exit code", codes, flush=True)
+open(sys.argv[2], "w").write(json.dumps(codes))
+"""
+
+
+def _run_args(name: str, recording: Path, tasks_dir: Path, output: Path) -> list[str]:
+    """`bench run` of the committed checkpoint `name` with its preset on the recording's own episodes."""
+    return ["run", "--policy", str(TRAINED / "presets" / f"{name}.toml"),
+            "--checkpoint", str(TRAINED / "checkpoints" / name),
+            "--tokenizer", str(TRAINED / "checkpoints" / "tokenizer.model"),
+            "--episodes-from", str(recording), "--tasks-dir", str(tasks_dir),
+            "--num-envs", "2", "--output", str(output), "--run-id", name]
+
+
+def start_early(request, started) -> dict[str, Background]:
+    """The selected tests' `bench run`s below, one process per recording, each started once its recording
+    (tests/conftest.py) is written: they run while the other tests do, and the tests read their run folders."""
+    tmp_path_factory = request.getfixturevalue("tmp_path_factory")
+    runs = {}
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        if getattr(item, "module", None) is sys.modules[__name__] and callspec and "name" in callspec.params:
+            recording = next(f for f in ("pushcube_recording", "pickcube_recording") if f in item.fixturenames)
+            runs.setdefault(recording, []).append(item.callspec.params["name"])
+    backgrounds = {}
+    for recording, names in runs.items():
+        folder = tmp_path_factory.mktemp(f"trained-{recording}")
+        args = [_run_args(name, started[recording].output, request.getfixturevalue("short_tasks"), folder)
+                for name in names]
+        backgrounds[f"{__name__} {recording}"] = Background(
+            [sys.executable, "-c", RUNS, json.dumps(args), str(folder / "codes.json")], folder / "runs.log", folder,
+            after=started[recording])
+    return backgrounds
+
+
+def _scored(started, recording: str, name: str):
+    """The records of the run of the committed checkpoint `name` on `recording`'s episodes (`start_early`)."""
     require("lerobot.policies.pi05", "the trained checkpoints are lerobot models: pip install -e '.[lerobot]'")
-    code, out = bench("run", "--policy", str(TRAINED / "presets" / f"{name}.toml"),
-                      "--checkpoint", str(TRAINED / "checkpoints" / name),
-                      "--tokenizer", str(TRAINED / "checkpoints" / "tokenizer.model"),
-                      "--episodes-from", str(recording), "--tasks-dir", str(tasks_dir),
-                      "--num-envs", "2", "--output", str(output), "--run-id", name)
-    assert code == 0, out
+    background = started[f"{__name__} {recording}"]
+    output = background.result()
+    code = json.loads((output / "codes.json").read_text())[name]
+    assert code == 0, background.log.read_text()[-4000:]
     episodes = read_episodes(output / name)
     assert (episodes["status"] == "ok").all()
     return episodes
 
 
-@pytest.mark.parametrize("name", ["pi0-small", "pi05-small", "pi05-small-nostate"])
-def test_trained_small_pi_reproduces_recorded_pushcube_episodes(name, pushcube_recording, short_tasks, bench,
-                                                                tmp_path):
-    episodes = _score_recorded(bench, name, pushcube_recording, short_tasks, tmp_path)
+@pytest.mark.parametrize("name", PUSHCUBE)
+def test_trained_small_pi_reproduces_recorded_pushcube_episodes(name, pushcube_recording, _started_early):
+    episodes = _scored(_started_early, "pushcube_recording", name)
     assert len(episodes) == 3
     assert episodes["success_once"].sum() >= 2, episodes[["episode", "seed", "success_once"]]
 
 
-@pytest.mark.parametrize("name, least", [("pi0-small", 4), ("pi05-small-nostate", 5)])
-def test_trained_small_pi_reproduces_recorded_pickcube_episodes(name, least, pickcube_recording, short_tasks, bench,
-                                                                tmp_path):
+@pytest.mark.parametrize("name, least", PICKCUBE)
+def test_trained_small_pi_reproduces_recorded_pickcube_episodes(name, least, pickcube_recording, _started_early):
     """The grasping task, on the first six recorded PickCube episodes on lavapipe; random gets 0 of 32 such
     episodes. Each is asked for one episode fewer than measured. Pi0 small: 5/6 (episode 0 fails; the first eight
     7/8; on the GPU machine 26/32), its cameras swapped 1/6. Pi0.5 small without the state in its prompt: 6/6 (on
     32 such episodes 27/32, the same episodes on lavapipe and on the GPU machine), its cameras swapped 0/6.
     With the goal hidden Pi0 still reaches it in 4/6 (on its own training episodes it does not need to see the
     goal), so this test does not guard the goal's visibility; held-out evaluations do."""
-    episodes = _score_recorded(bench, name, pickcube_recording, short_tasks, tmp_path)
+    episodes = _scored(_started_early, "pickcube_recording", name)
     assert len(episodes) == 6
     assert episodes["success_once"].sum() >= least, episodes[["episode", "seed", "success_once"]]
 
@@ -96,8 +136,6 @@ def test_check_flags_a_policy_that_learned_its_training_states_by_heart(model, v
     recorded actions' spread away (it keys on the exact bin tokens of its prompt, docs/trained-policies.md round 4);
     Pi0 small moves 0.03. `bench check`'s state-sensitivity row warns for the first, passes the second."""
     require("lerobot.policies.pi05", "the trained checkpoints are lerobot models: pip install -e '.[lerobot]'")
-    import json
-
     bench("check", "--policy", str(TRAINED / "presets" / f"{model}-small.toml"),
           "--checkpoint", str(TRAINED / "checkpoints" / f"{model}-small"),
           "--tokenizer", str(TRAINED / "checkpoints" / "tokenizer.model"), "--dataset", str(pushcube_recording),

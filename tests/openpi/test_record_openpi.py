@@ -39,11 +39,12 @@ HORIZON = 10  # openpi's pi05_libero action horizon
 RECORD_PYTHON = Path(os.environ.get("BENCH_RECORD_PYTHON", REPO / ".venv" / "bin" / "python"))
 
 
-def start_early(tmp_path_factory) -> Background | None:
+def start_early(request, started) -> dict[str, Background]:
     """The recording, started before the session's first test in a process of its own (tests/conftest.py calls
     this and runs this module's tests after the others, which run while it records)."""
     if not RECORD_PYTHON.is_file():
-        return None  # `recorded` says so
+        return {}  # `recorded` says so
+    tmp_path_factory = request.getfixturevalue("tmp_path_factory")
     tasks = tmp_path_factory.mktemp("tasks")
     for path in (REPO / "tasks").glob("*.toml"):  # a 50-step PushCube, as tests/conftest.py's short_tasks
         (tasks / path.name).write_text(path.read_text().replace("max_steps = 100", "max_steps = 50"))
@@ -53,7 +54,8 @@ def start_early(tmp_path_factory) -> Background | None:
     command = [str(RECORD_PYTHON), "-m", "bench.cli", "record", "--layout", "pi05", "--keys", "openpi", "--tasks",
                "PushCube-v1", "--episodes", "2", "--num-envs", "2", "--end-after-success", "5", "--action-horizon",
                str(HORIZON), "--no-video", "--tasks-dir", str(tasks), "--output", str(output)]
-    return Background(command, tmp_path_factory.mktemp("record_log") / "record.log", output, env=env, cwd=REPO)
+    return {__name__: Background(command, tmp_path_factory.mktemp("record_log") / "record.log", output, env=env,
+                                 cwd=REPO)}
 
 
 @pytest.fixture(scope="module")
