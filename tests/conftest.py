@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
+import time
 from pathlib import Path
 
 
@@ -122,43 +122,78 @@ def require(module: str, why: str):
 
 class Background:
     """A command run in a process of its own (a new session), its output in a log file, for work that tests wait
-    for later (`_started_early`): a recording or a run made while other tests run. `output`: what it writes.
-    `after`: another Background that must succeed first (this one starts when it has)."""
+    for later (`_started_early`): a recording made while other tests run. `output`: what it writes."""
 
-    def __init__(self, command: list[str], log: Path, output: Path, after: Background | None = None, **popen):
-        self.command, self.log, self.output, self.after = command, log, output, after
-        self.process: subprocess.Popen | None = None
-        self._stopped = False
-        self._starter = threading.Thread(target=self._start, args=(popen,), daemon=True)
-        self._starter.start()
-
-    def _start(self, popen: dict) -> None:
-        if self.after is not None and self.after.wait() != 0:
-            return
-        with self.log.open("w") as out:
-            if not self._stopped:
-                self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT,
-                                                start_new_session=True, **popen)
-
-    def wait(self) -> int | None:
-        """The exit code once the process has ended; None if it never started (what it waited for failed)."""
-        self._starter.join()
-        return None if self.process is None else self.process.wait()
+    def __init__(self, command: list[str], log: Path, output: Path, **popen):
+        self.command, self.log, self.output = command, log, output
+        with log.open("w") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                            **popen)
 
     def result(self) -> Path:
         """Waits for the process; `output` if it succeeded, else the test fails with the end of its log."""
-        code = self.wait()
-        if code is None:
-            pytest.fail(f"{' '.join(self.command)} did not start: {' '.join(self.after.command)} failed", pytrace=False)
-        if code != 0:
-            pytest.fail(f"{' '.join(self.command)} exited {code}:\n{self.log.read_text()[-4000:]}", pytrace=False)
+        if self.process.wait() != 0:
+            pytest.fail(f"{' '.join(self.command)} exited {self.process.returncode}:\n{self.log.read_text()[-4000:]}",
+                        pytrace=False)
         return self.output
 
     def stop(self) -> None:
-        self._stopped = True
-        if self.after is not None:
-            self.after.stop()
-        self._starter.join()
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+STEPS = """
+import json, sys, traceback
+from pathlib import Path
+from bench.cli import main
+folder = Path(sys.argv[2])
+for name, args in json.loads(sys.argv[1]):
+    try:
+        code = main(args)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    print(f"=== {name}: exit code {code}", flush=True)
+    (folder / f".{name}.code").write_text(str(code))
+    (folder / f".{name}.code").rename(folder / f"{name}.code")
+"""
+
+
+class BenchSteps:
+    """`bench` commands run one after the other, as the `bench` fixture runs them, in one Python process of the main
+    environment of their own (one import of bench, lerobot and ManiSkill and one forkserver for the env workers,
+    not one per command), started before the first test (`_started_early`): a recording of conftest's, then
+    tests/test_trained.py's runs on it. `result(name)` waits for one command."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.steps, self.outputs = folder, [], {}
+        self.log = folder / "steps.log"
+        self.process: subprocess.Popen | None = None
+
+    def add(self, name: str, args: list[str], output: Path) -> None:
+        self.steps.append((name, args))
+        self.outputs[name] = output
+
+    def start(self) -> None:
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen([sys.executable, "-c", STEPS, json.dumps(self.steps), str(self.folder)],
+                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def result(self, name: str) -> Path:
+        """Waits for command `name`; its output if it exited 0, else the test fails with the end of the log."""
+        done = self.folder / f"{name}.code"
+        while not done.is_file() and self.process.poll() is None:
+            time.sleep(0.2)
+        code = int(done.read_text()) if done.is_file() else f"nothing (the process ended, {self.process.returncode})"
+        if code != 0:
+            pytest.fail(f"bench {' '.join(dict(self.steps)[name])} exited {code}:\n{self.log.read_text()[-4000:]}",
+                        pytrace=False)
+        return self.outputs[name]
+
+    def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
@@ -179,40 +214,43 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _started_early(request, tmp_path_factory) -> dict[str, Background]:
+def _started_early(request, tmp_path_factory) -> dict:
     """Before the first test, in processes of their own (the tests keep about one core of two busy on the CI
-    machine): the RECORDINGS that collected tests need, then what `start_early(request, started)` of each collected
-    module that has one adds (tests/openpi/test_record_openpi.py's recording in the main environment,
-    tests/test_trained.py's runs on these recordings). Fixtures and tests wait for what they need; what still runs
-    at the end is killed."""
+    machine): each of the RECORDINGS that collected tests need (a BenchSteps), with what `start_early(request,
+    started)` of each collected module that has one adds to them (tests/test_trained.py's runs) or returns
+    (tests/openpi/test_record_openpi.py's recording in the main environment, a Background). Fixtures and tests wait
+    for what they need; what still runs at the end is killed."""
     items = request.session.items
     started = {}
     for name, (task, episodes) in RECORDINGS.items():
         if any(name in getattr(item, "fixturenames", ()) for item in items):
-            started[name] = _expert_recording(task, episodes, request.getfixturevalue("short_tasks"),
-                                              tmp_path_factory)
+            started[name] = BenchSteps(tmp_path_factory.mktemp(name))
+            output = started[name].folder / "ds"
+            started[name].add(name, _expert_recording(task, episodes, request.getfixturevalue("short_tasks"), output),
+                              output)
     modules = {item.module.__name__: item.module for item in items if _starts_early(item)}
     for name in sorted(modules):
         started.update(modules[name].start_early(request, started))
+    for steps in started.values():
+        if isinstance(steps, BenchSteps):
+            steps.start()
     yield started
     for background in started.values():
         background.stop()
 
 
-def _expert_recording(task: str, episodes: int, short_tasks: Path, tmp_path_factory) -> Background:
+def _expert_recording(task: str, episodes: int, short_tasks: Path, output: Path) -> list[str]:
     """`bench record`'s expert on the first `episodes` recording episodes of `task` (recording seed 0: the first
     episodes of the training data of benchmarks/trained), pi05 layout, LeRobot v2.1 with PNG frames (no conversion,
-    no video), ending 1 frame after success; started in the background."""
-    folder = tmp_path_factory.mktemp(f"{task}-recording")
-    return Background([sys.executable, "-m", "bench.cli", "record", "--layout", "pi05", "--tasks", task, "--episodes",
-                       str(episodes), "--format", "v2.1", "--no-video", "--end-after-success", "1", "--tasks-dir",
-                       str(short_tasks), "--output", str(folder / "ds"), "--num-envs", "2"],
-                      folder / "record.log", folder / "ds")
+    no video), ending 1 frame after success."""
+    return ["record", "--layout", "pi05", "--tasks", task, "--episodes", str(episodes), "--format", "v2.1",
+            "--no-video", "--end-after-success", "1", "--tasks-dir", str(short_tasks), "--output", str(output),
+            "--num-envs", "2"]
 
 
-def _recording(started: dict[str, Background], name: str) -> Path:
+def _recording(started: dict, name: str) -> Path:
     require("datasets", "bench record writes LeRobot datasets: pip install -e '.[lerobot]'")
-    return started[name].result()
+    return started[name].result(name)
 
 
 @pytest.fixture(scope="session")
@@ -227,4 +265,4 @@ def pickcube_recording(_started_early) -> Path:
     return _recording(_started_early, "pickcube_recording")
 
 
-__all__ = ["Background", "assert_same_results", "episodes_without_timing", "read_manifest", "require", "run_dir_of"]
+__all__ = ["Background", "BenchSteps", "assert_same_results", "episodes_without_timing", "read_manifest", "require", "run_dir_of"]

@@ -4,8 +4,8 @@ PushCube, all three: measured on the first six Pi0 6/6, Pi0.5 6/6; on the first 
 each (the Pi0.5 without the state in its prompt too), so it asks for 2 of 3; the random policy succeeds on 1 of 32
 such episodes. PickCube, Pi0 and the Pi0.5 without the state (the Pi0.5 with it does not learn it): below. A
 regression in an adapter, a normalization, Pi0.5's prompt, the tokenization, chunking or the action mapping fails
-here. The runs start in processes of their own once their recordings are written (`start_early`), while the other
-tests run."""
+here. The runs are made in the background process that writes their recording, after it (`start_early`), while the
+other tests run."""
 
 from __future__ import annotations
 
@@ -18,22 +18,13 @@ from pathlib import Path
 import pytest
 
 from bench.results import read_episodes
-from conftest import Background, require
+from conftest import require
 
 TRAINED = Path(__file__).resolve().parents[1] / "benchmarks" / "trained"
 
 
 PUSHCUBE = ["pi0-small", "pi05-small", "pi05-small-nostate"]
 PICKCUBE = [("pi0-small", 4), ("pi05-small-nostate", 5)]
-RUNS = """
-import json, sys
-from bench.cli import main
-codes = {}
-for args in json.loads(sys.argv[1]):
-    codes[args[args.index("--run-id") + 1]] = main(args)
-    print("exit code", codes, flush=True)
-open(sys.argv[2], "w").write(json.dumps(codes))
-"""
 
 
 def _run_args(name: str, recording: Path, tasks_dir: Path, output: Path) -> list[str]:
@@ -45,35 +36,24 @@ def _run_args(name: str, recording: Path, tasks_dir: Path, output: Path) -> list
             "--num-envs", "2", "--output", str(output), "--run-id", name]
 
 
-def start_early(request, started) -> dict[str, Background]:
-    """The selected tests' `bench run`s below, one process per recording, each started once its recording
-    (tests/conftest.py) is written: they run while the other tests do, and the tests read their run folders."""
-    tmp_path_factory = request.getfixturevalue("tmp_path_factory")
-    runs = {}
+def start_early(request, started) -> dict:
+    """The selected tests' `bench run`s below, added to the background process that writes their recording
+    (tests/conftest.py's BenchSteps): they run while the other tests do, and the tests read their run folders."""
     for item in request.session.items:
         callspec = getattr(item, "callspec", None)
         if getattr(item, "module", None) is sys.modules[__name__] and callspec and "name" in callspec.params:
             recording = next(f for f in ("pushcube_recording", "pickcube_recording") if f in item.fixturenames)
-            runs.setdefault(recording, []).append(item.callspec.params["name"])
-    backgrounds = {}
-    for recording, names in runs.items():
-        folder = tmp_path_factory.mktemp(f"trained-{recording}")
-        args = [_run_args(name, started[recording].output, request.getfixturevalue("short_tasks"), folder)
-                for name in names]
-        backgrounds[f"{__name__} {recording}"] = Background(
-            [sys.executable, "-c", RUNS, json.dumps(args), str(folder / "codes.json")], folder / "runs.log", folder,
-            after=started[recording])
-    return backgrounds
+            steps, name = started[recording], callspec.params["name"]
+            steps.add(f"{name} on {recording}", _run_args(name, steps.outputs[recording],
+                                                          request.getfixturevalue("short_tasks"), steps.folder),
+                      steps.folder / name)
+    return {}
 
 
 def _scored(started, recording: str, name: str):
     """The records of the run of the committed checkpoint `name` on `recording`'s episodes (`start_early`)."""
     require("lerobot.policies.pi05", "the trained checkpoints are lerobot models: pip install -e '.[lerobot]'")
-    background = started[f"{__name__} {recording}"]
-    output = background.result()
-    code = json.loads((output / "codes.json").read_text())[name]
-    assert code == 0, background.log.read_text()[-4000:]
-    episodes = read_episodes(output / name)
+    episodes = read_episodes(started[recording].result(f"{name} on {recording}"))
     assert (episodes["status"] == "ok").all()
     return episodes
 
