@@ -193,6 +193,10 @@ class BenchSteps:
                         pytrace=False)
         return self.outputs[name]
 
+    def wait(self) -> None:
+        """Until every command has run: before a test moves the recording they read."""
+        self.process.wait()
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)

@@ -100,7 +100,8 @@ def test_two_runs_over_the_same_dataset_share_their_contract(dataset, replayed, 
     assert contract.differences(read_manifest(replayed)["contract"], static) == []
 
 
-def test_resume_needs_the_dataset_where_it_was(bench, dataset, replayed, tmp_path):
+def test_resume_needs_the_dataset_where_it_was(bench, dataset, replayed, tmp_path, _started_early):
+    _started_early["pushcube_recording"].wait()  # the background runs on the recording (tests/conftest.py) are done
     moved = tmp_path / "moved"
     manifest = json.loads((replayed / "manifest.json").read_text())
     run = tmp_path / "run"
