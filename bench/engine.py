@@ -235,12 +235,15 @@ def evaluate(config: RunConfig, preset: PolicyPreset, tasks: list[TaskSpec], pen
     with contextlib.ExitStack() as stack:
         envs = {backend: stack.enter_context(open_physics(backend, num_envs, config.worker_timeout))
                 for backend in dict.fromkeys(plan.backends[t.id] for t in running)}  # workers start meanwhile
+        envs[plan.backends[running[0].id]].begin_task(running[0])  # scenes build while the policy does
         policy = build_policy(preset, num_slots=num_envs, seed=config.seed)
         for task in tasks:
             policy.check_task(task)
         for number, task in enumerate(running):
             task_envs = envs[plan.backends[task.id]]
+            setup_started = time.perf_counter()
             bounds = task_envs.start_task(task)
+            setup = time.perf_counter() - setup_started
             if number == 0:
                 yield Started(policy.describe(), plan.backends, plan.why, package_versions())
             chunker = ActionChunker(num_envs, config.replan_steps, len(bounds[0]))
@@ -255,7 +258,7 @@ def evaluate(config: RunConfig, preset: PolicyPreset, tasks: list[TaskSpec], pen
                 for episode in result.lost:  # its env worker died: once more, in a later wave
                     retried.add(episode.index)
                     queue.append(episode)
-                yield Wave(task.id, result.records)
+                yield Wave(task.id, [{**record, "task_setup_s": setup} for record in result.records])
         yield Done(sum(e.restarts for e in envs.values()))
 
 

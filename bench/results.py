@@ -131,9 +131,10 @@ KEY_COLUMNS = ("task", "episode")
 RESULT_COLUMNS = ("seed", "status", "error", "success_once", "success_at_end", "first_success_step", "steps",
                   "return")
 """What an episode scored: equal in two runs of the same policy on the same evaluation contract."""
-RUN_COLUMNS = ("run_id", "policy", "wall_time_s", "sim_time_s", "policy_time_s", "wave_size", "lanes", "retry",
-               "video")
-"""How and where an episode ran, not what it scored: the run and preset it belongs to, timings, the wave it shared
+RUN_COLUMNS = ("run_id", "policy", "wall_time_s", "sim_time_s", "policy_time_s", "task_setup_s", "wave_size", "lanes",
+               "retry", "video")
+"""How and where an episode ran, not what it scored: the run and preset it belongs to, timings (of its wave; of
+building its task's environments, `task_setup_s`), the wave it shared
 (`wave_size`, `lanes`: --num-envs and scheduling), whether its env worker died first (`retry`: the episode is
 replayed from its start) and its video file (present with --video). They may differ between runs of the same
 episodes."""

@@ -8,6 +8,7 @@ a --baseline's or --resume's whole evaluation contract matches.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -170,7 +171,9 @@ def run(config: RunConfig, console: Console | None = None, executor: Executor | 
     executor = executor or (RayExecutor.connect(config) if config.ray or config.ray_address else LocalExecutor())
     live = LiveProgress(console, tasks, plan.counts)
     digest = plan.episodes_from["digest"] if plan.episodes_from else None
+    evaluation_started = time.perf_counter()
     events = executor.evaluate(config, preset, tasks, pending, plan.num_envs, run_dir, on_step=live.count_steps)
+    startup = None  # s until the policy was built and the first task's environments were up
     writer = run_contract = packages = None
     status = "failed"
     episodes_table = table = None
@@ -180,6 +183,7 @@ def run(config: RunConfig, console: Console | None = None, executor: Executor | 
     try:
         for event in events:
             if isinstance(event, Started) and writer is None:  # the configuration works: show and open the run
+                startup = round(time.perf_counter() - evaluation_started, 2)
                 packages = event.packages
                 manifest = contract.manifest(config, run_dir.name, plan.suite, tasks, preset, event.description,
                                              event.backends, event.why, plan.num_envs, packages, executor.layout(),
@@ -233,7 +237,7 @@ def run(config: RunConfig, console: Console | None = None, executor: Executor | 
         live.__exit__()
         events.close()  # stops the environments (local) or cancels the shards (Ray)
         if writer is not None:
-            episodes_table, table = _finish(writer, status, {"env_restarts": restarts, **executor.log()}, preset,
+            episodes_table, table = _finish(writer, status, {"env_restarts": restarts, "startup_s": startup, **executor.log()}, preset,
                                             run_dir, console)
     return RunOutcome(run_dir, status, episodes_table, table)
 

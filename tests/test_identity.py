@@ -178,7 +178,9 @@ def test_a_real_run_with_a_label(bench, tmp_path, short_tasks):
                        "--num-envs", "1", "--tasks-dir", str(short_tasks), "--output", str(tmp_path),
                        "--run-id", "zero")
     assert code == 0, text
-    assert set(read_episodes(tmp_path / "zero").columns) == {*KEY_COLUMNS, *RESULT_COLUMNS, *RUN_COLUMNS}
+    records = read_episodes(tmp_path / "zero")
+    assert set(records.columns) == {*KEY_COLUMNS, *RESULT_COLUMNS, *RUN_COLUMNS}
+    assert read_manifest(tmp_path / "zero")["startup_s"] >= records.task_setup_s.iloc[0] > 0
     code, text = bench("leaderboard", str(tmp_path), "--markdown", str(tmp_path / "board.md"))
     assert code == 0 and set(markdown_rows((tmp_path / "board.md").read_text())) == {"still"}
     write_run(tmp_path, "random", {PICK: [False]}, preset="random", label="still", created="2999-01-01T00:00:00+00:00",

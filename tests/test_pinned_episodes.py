@@ -11,19 +11,26 @@ from conftest import assert_same_results, episodes_without_timing, read_manifest
 
 @pytest.mark.timeout(600)
 def test_initial_observations_identical_for_one_and_two_workers():
-    spec = load_suite().tasks["PickCube-v1"]
+    """Also whether the scenes were built by start_task alone, begun with begin_task (as a run does while its policy
+    builds), or after another task was begun."""
+    suite = load_suite()
+    spec = suite.tasks["PickCube-v1"]
     seeds = [e.seed for e in episodes_for(spec.id, 0, 2)]
-    with CpuWorkerEnvs(1) as one, CpuWorkerEnvs(2) as two:
+    with CpuWorkerEnvs(1) as one, CpuWorkerEnvs(2) as two, CpuWorkerEnvs(1) as three:
         one.start_task(spec)
-        two.start_task(spec)
+        two.begin_task(spec)
+        three.begin_task(suite.tasks["PushCube-v1"])
+        assert two.start_task(spec)[0].shape == three.start_task(spec)[0].shape == (7,)
         batched = two.reset(seeds)
         first = one.reset(seeds[:1])
         second = one.reset(seeds[1:])  # same worker, after another episode: order must not matter
+        third = three.reset(seeds[:1])
     assert batched["sensor_data/base_camera/rgb"].shape == (2, 224, 224, 3)
     assert batched["sensor_data/hand_camera/rgb"].shape == (2, 224, 224, 3)
     for key, value in batched.items():
         np.testing.assert_array_equal(value[:1], first[key], err_msg=key)
         np.testing.assert_array_equal(value[1:], second[key], err_msg=key)
+        np.testing.assert_array_equal(third[key], first[key], err_msg=key)
     assert not np.array_equal(first["extra/obj_pose"], second["extra/obj_pose"])
 
 

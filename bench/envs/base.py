@@ -51,7 +51,13 @@ class BatchedEnvs(ABC):
 
     @abstractmethod
     def start_task(self, spec: TaskSpec) -> ActionBounds:
-        """Builds the task's environments; returns the controller's action bounds."""
+        """Builds the task's environments (or finishes what `begin_task(spec)` began); returns the controller's
+        action bounds."""
+
+    def begin_task(self, spec: TaskSpec) -> None:
+        """Starts building the task's environments without waiting, where the backend can (worker processes), so
+        that they build while the caller does other work, such as building the policy; `start_task(spec)` then
+        waits for them. Elsewhere this does nothing and `start_task` does it all."""
 
     @abstractmethod
     def reset(self, seeds: Sequence[int], observe: Sequence[bool] | None = None) -> Obs:

@@ -106,6 +106,7 @@ class CpuWorkerEnvs(BatchedEnvs):
         self._torch_threads = torch_threads
         self._active = 0
         self._spec: TaskSpec | None = None
+        self._begun: TaskSpec | None = None  # the task whose "start" went out with begin_task, not yet gathered
         self._dead: dict[int, str] = {}
         self._observing: dict[int, bool] = {}  # slot -> whether the step under way renders its cameras
         self._context = mp.get_context("forkserver")
@@ -173,10 +174,11 @@ class CpuWorkerEnvs(BatchedEnvs):
             if self._spec is not None:
                 self._call([slot], "start", [self._spec])
 
-    def _all(self, slots: Sequence[int], command: str, args: Sequence) -> list:
+    def _all(self, slots: Sequence[int], command: str, args: Sequence, sent: bool = False) -> list:
         """A command every slot must complete (start, reset): a worker that dies is restarted and asked once
-        more; dying twice in a row is a broken setup, not bad luck, and ends the run."""
-        replies = self._call(slots, command, args)
+        more; dying twice in a row is a broken setup, not bad luck, and ends the run. `sent`: the command went out
+        already (`begin_task`); only the replies are gathered."""
+        replies = self._gather(slots, command) if sent else self._call(slots, command, args)
         if self._dead:
             retry = sorted(self._dead)
             reasons = dict(self._dead)
@@ -186,10 +188,22 @@ class CpuWorkerEnvs(BatchedEnvs):
                 raise RuntimeError(f"{reasons[min(reasons)]}, and again after a restart")
         return [replies[s] for s in slots]
 
-    def start_task(self, spec: TaskSpec) -> ActionBounds:
+    def begin_task(self, spec: TaskSpec) -> None:
         self._spec = spec
         self._restart_dead()
-        return self._all(range(self.num_envs), "start", [spec] * self.num_envs)[0]
+        self._send(range(self.num_envs), "start", [spec] * self.num_envs)
+        self._begun = spec
+
+    def start_task(self, spec: TaskSpec) -> ActionBounds:
+        begun, self._begun = self._begun, None
+        everyone = range(self.num_envs)
+        if begun is spec:
+            return self._all(everyone, "start", [spec] * self.num_envs, sent=True)[0]
+        if begun is not None:  # another task was begun: its replies come first
+            self._all(everyone, "start", [begun] * self.num_envs, sent=True)
+        self._spec = spec
+        self._restart_dead()
+        return self._all(everyone, "start", [spec] * self.num_envs)[0]
 
     def reset(self, seeds: Sequence[int], observe: Sequence[bool] | None = None) -> Obs:
         if not 0 < len(seeds) <= self.num_envs:
