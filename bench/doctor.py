@@ -21,13 +21,20 @@ GIB = 1024**3
 # Pi model in bf16 on bench's inference path, peak GPU memory at batch 1 and the growth per extra batch row.
 WORKER_RAM_GIB = 1.4
 PI_GPU_GIB = {"pi0": (7.6, 0.075), "pi05": (8.1, 0.09)}
+# GPU memory of one CPU env worker whose renderer draws on the GPU (NVIDIA Vulkan, not lavapipe): a 64-slot Pi0.5 run
+# on the H100 used 71.8 GiB (nvidia-smi), ~62 of it beside the model's ~10 (weights, graphs, CUDA context); 128 slots
+# ran out of memory (benchmarks/README.md section 0a, 2026-11-24).
+WORKER_GPU_GIB = 1.0
 WORKERS_PER_CORE = 2  # 32 workers on 16 cores: 86.6 env steps/s in episodes against 72.9 for 16 (Pi0.5 run)
-# What bench measured per GPU (benchmarks/README.md sections 0 and 2, 2026-11-22/23; CPU physics workers):
+# What bench measured per GPU (benchmarks/README.md sections 0 and 0a, 2026-11-22/24; CPU physics workers):
 # env steps/s of PickCube with cameras every step / every 5th step / never at 16 workers, and full-size Pi0.5 (bf16,
-# bench's torch path) chunks/s at batch 64 alone and env steps/s inside a 64-slot run. Only GPUs measured are listed.
+# bench's torch path) chunks/s at batch 64 alone, env steps/s inside a 64-slot run and the six-task x 100-episode
+# time. Only GPUs measured are listed.
 MEASURED_GPUS = {"NVIDIA H100 80GB HBM3": "16 CPU-physics workers: 260 / 824 / 2072 env steps/s with cameras every "
-                                          "step / every 5th step / never; Pi0.5 alone 90.5 chunks/s at batch 64, "
-                                          "227 env steps/s inside a 64-slot run (the model is the bound)"}
+                                          "step / every 5th step / never; Pi0.5 alone 94.9 chunks/s at batch 64 "
+                                          "(CUDA graphs), 291.5 env steps/s inside a 64-slot run (the model is the "
+                                          "bound), six tasks x 100 episodes in 380.2 s; 64 slots is the most its "
+                                          "GPU memory holds"}
 MEASURED_CPU = ("2 workers on a 2-core machine, lavapipe: 24.5 / 78.6 / 200.7 env steps/s with cameras every step / "
                 "every 5th step / never")
 MEASURE_HERE = ("measure here with `python benchmarks/env_throughput.py --backend cpu --num-envs 16 --observe-every 1 5 "
@@ -49,6 +56,7 @@ class Machine:
     gpu_free_gib: float | None
     gpu_physics: bool
     gpu_name: str | None = None
+    gpu_renders: bool = False  # Vulkan draws on the GPU (not lavapipe): every CPU env worker holds GPU memory
 
 
 def _probe(code: str, env: dict | None = None, timeout: float = 120) -> tuple[bool, str]:
@@ -131,14 +139,17 @@ def _ram_available_gib() -> float:
 
 
 def recommend_num_envs(machine: Machine, model: str | None) -> tuple[int, str]:
-    """Env slots for a run: CPU workers bounded by cores and RAM, and for Pi models on CUDA by the GPU memory of
-    one lane's batch (the runner's two lanes each query the policy for half the slots)."""
+    """Env slots for a run: CPU workers bounded by cores and RAM, and by GPU memory: each worker's renderer when it
+    draws on the GPU, and for Pi models on CUDA the weights plus one lane's batch (the runner's two lanes each query
+    the policy for half the slots)."""
     if machine.gpu_physics:
         return 64, "GPU physics: sub-scenes are cheap; raise it while env steps/s grows (benchmarks/env_throughput.py)"
     limits = {"cores": WORKERS_PER_CORE * machine.cores, "RAM": int(machine.ram_available_gib * 0.8 / WORKER_RAM_GIB)}
-    if model in PI_GPU_GIB and machine.cuda and machine.gpu_free_gib is not None:
-        weights, per_row = PI_GPU_GIB[model]
-        limits["GPU memory"] = 2 * int((machine.gpu_free_gib * 0.9 - weights) / per_row)
+    if machine.gpu_free_gib is not None:
+        weights, per_row = PI_GPU_GIB[model] if model in PI_GPU_GIB and machine.cuda else (0.0, 0.0)
+        per_slot = per_row / 2 + (WORKER_GPU_GIB if machine.gpu_renders else 0.0)
+        if per_slot:
+            limits["GPU memory"] = int((machine.gpu_free_gib * 0.9 - weights) / per_slot)
     name, value = min(limits.items(), key=lambda item: item[1])
     reasons = ", ".join(f"{k} {v}" for k, v in limits.items())
     return max(1, value), f"the smallest of the limits ({reasons}): {name}"
@@ -151,7 +162,8 @@ def diagnose(model: str | None) -> tuple[list[Check], int, str]:
     checks += [torch_result, jax_check()]
     ram = _ram_available_gib()
     checks.append(Check("CPU and memory", None, f"{cores} usable cores, {ram:.1f} GiB RAM available"))
-    machine = Machine(cores, ram, torch_result.ok, gpu_free, checks[1].ok, gpu_name)
+    renders_on_gpu = bool(checks[0].ok) and "lavapipe" not in checks[0].detail
+    machine = Machine(cores, ram, torch_result.ok, gpu_free, checks[1].ok, gpu_name, renders_on_gpu)
     checks.append(measured_speed_check(machine))
     num_envs, why = recommend_num_envs(machine, model)
     return checks, num_envs, why

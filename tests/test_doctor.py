@@ -2,7 +2,8 @@
 
 import torch
 
-from bench.doctor import (MEASURED_CPU, MEASURED_GPUS, PI_GPU_GIB, WORKER_RAM_GIB, WORKERS_PER_CORE, Machine,
+from bench.doctor import (MEASURED_CPU, MEASURED_GPUS, PI_GPU_GIB, WORKER_GPU_GIB, WORKER_RAM_GIB, WORKERS_PER_CORE,
+                          Machine,
                           measured_speed_check, recommend_num_envs)
 
 
@@ -29,6 +30,11 @@ def test_num_envs_follows_the_tightest_limit():
                         gpu_free_gib=(weights + 6 * per_row) / 0.9 + 1e-6)
     count, why = recommend_num_envs(small_gpu, "pi05")
     assert count == 12 and why.endswith("GPU memory")  # two lanes of 6 rows
+    # workers whose renderers draw on the GPU hold its memory too: the H100's 64-slot run used 71.8 GiB, 128 failed
+    h100 = Machine(cores=64, ram_available_gib=512, cuda=True, gpu_physics=False, gpu_free_gib=78.7, gpu_renders=True)
+    count, why = recommend_num_envs(h100, "pi05")
+    assert 48 <= count < 64 and why.endswith("GPU memory")
+    assert recommend_num_envs(h100, None)[0] == int(78.7 * 0.9 / WORKER_GPU_GIB)  # a policy without a model: renderers
 
 
 def test_doctor_says_what_bench_measured_on_this_gpu_or_on_the_ones_it_knows():
