@@ -3,8 +3,7 @@
 import torch
 
 from bench.doctor import (MEASURED_CPU, MEASURED_GPUS, PI_GPU_GIB, WORKER_GPU_GIB, WORKER_RAM_GIB, WORKERS_PER_CORE,
-                          Machine,
-                          measured_speed_check, recommend_num_envs)
+                          Machine, measured_speed_check, recommend_num_envs)
 
 
 def test_doctor_reports_this_machine(bench):
