@@ -70,16 +70,40 @@ def _probe(code: str, env: dict | None = None, timeout: float = 120) -> tuple[bo
     return result.returncode == 0, lines[-1] if lines else f"exit code {result.returncode}"
 
 
-def vulkan_check() -> Check:
-    ok, line = _probe("import json, sapien; sapien.render.RenderSystem(); summary = sapien.render.get_device_summary(); "
-                      "print(json.dumps([l for l in summary.splitlines() if l and not l[0].isspace()]))")
+@dataclass(frozen=True)
+class Vulkan:
+    """What SAPIEN's Vulkan probe found: every device it lists and the one a RenderSystem picks (`renders_with`), or
+    why it cannot render (`error`)."""
+    listed: tuple[str, ...] = ()
+    renders_with: str | None = None
+    error: str | None = None
+
+    @property
+    def on_gpu(self) -> bool:
+        """The picked device is a GPU, not lavapipe (llvmpipe): every env worker's renderer then holds GPU memory."""
+        return self.renders_with is not None and "llvmpipe" not in self.renders_with
+
+    def describe(self) -> str:
+        """The devices in the words `bench record` writes into bench.json and `bench check` compares."""
+        if self.error is not None:
+            return self.error
+        software = self.renders_with is not None and not self.on_gpu
+        note = "; software rendering on the CPU (lavapipe): expect ~6 env steps/s per core" if software else ""
+        return (", ".join(self.listed) or NO_VULKAN_FIX) + note
+
+
+def probe_vulkan() -> Vulkan:
+    ok, line = _probe("import json, sapien; system = sapien.render.RenderSystem(); "
+                      "summary = sapien.render.get_device_summary(); print(json.dumps("
+                      "[[l for l in summary.splitlines() if l and not l[0].isspace()], system.device.name]))")
     if not ok:
-        return Check("Vulkan rendering", False,
-                     NO_VULKAN_FIX if any(m in line for m in NO_VULKAN_MESSAGES) else f"SAPIEN failed: {line}")
-    names = json.loads(line)
-    software = any("llvmpipe" in name for name in names)
-    note = "; software rendering on the CPU (lavapipe): expect ~6 env steps/s per core" if software else ""
-    return Check("Vulkan rendering", bool(names), (", ".join(names) or NO_VULKAN_FIX) + note)
+        return Vulkan(error=NO_VULKAN_FIX if any(m in line for m in NO_VULKAN_MESSAGES) else f"SAPIEN failed: {line}")
+    listed, renders_with = json.loads(line)
+    return Vulkan(tuple(listed), renders_with)
+
+
+def vulkan_check(vulkan: Vulkan) -> Check:
+    return Check("Vulkan rendering", vulkan.error is None and bool(vulkan.listed), vulkan.describe())
 
 
 def gpu_physics_check() -> Check:
@@ -157,13 +181,13 @@ def recommend_num_envs(machine: Machine, model: str | None) -> tuple[int, str]:
 
 def diagnose(model: str | None) -> tuple[list[Check], int, str]:
     cores = len(os.sched_getaffinity(0))
-    checks = [vulkan_check(), gpu_physics_check()]
+    vulkan = probe_vulkan()
+    checks = [vulkan_check(vulkan), gpu_physics_check()]
     torch_result, gpu_free, gpu_name = torch_check()
     checks += [torch_result, jax_check()]
     ram = _ram_available_gib()
     checks.append(Check("CPU and memory", None, f"{cores} usable cores, {ram:.1f} GiB RAM available"))
-    renders_on_gpu = bool(checks[0].ok) and "lavapipe" not in checks[0].detail
-    machine = Machine(cores, ram, torch_result.ok, gpu_free, checks[1].ok, gpu_name, renders_on_gpu)
+    machine = Machine(cores, ram, torch_result.ok, gpu_free, checks[1].ok, gpu_name, vulkan.on_gpu)
     checks.append(measured_speed_check(machine))
     num_envs, why = recommend_num_envs(machine, model)
     return checks, num_envs, why

@@ -29,7 +29,7 @@ from bench.datasets.layout import FORMATS, KEYS, DatasetLayout, resolve_layout
 from bench.datasets.read import BENCH_JSON, NORM_STATS, open_dataset
 from bench.datasets.stats import OPENPI_BATCH_SIZE, openpi_norm_stats
 from bench.datasets.v21 import VIDEO_CODEC, V21Writer, require_lerobot_datasets
-from bench.doctor import vulkan_check
+from bench.doctor import probe_vulkan
 from bench.engine import evaluate
 from bench.envs import default_num_envs
 from bench.envs.cpu_workers import DEFAULT_STEP_TIMEOUT_S
@@ -265,7 +265,7 @@ def record(config: RecordConfig, console: Console | None = None) -> dict:
                for t in tasks}
     buffer = FrameBuffer(layout)
     live = LiveProgress(console, tasks, config.episodes)
-    renderer = vulkan_check().detail
+    renderer = probe_vulkan().describe()
     events = evaluate(config.run_config(), plan.preset, tasks, pending, min(config.num_envs, config.episodes),
                       config.output, on_step=live.count_steps, sink=buffer)
     bench = plan.recorded

@@ -3,7 +3,7 @@
 import torch
 
 from bench.doctor import (MEASURED_CPU, MEASURED_GPUS, PI_GPU_GIB, WORKER_GPU_GIB, WORKER_RAM_GIB, WORKERS_PER_CORE,
-                          Machine, measured_speed_check, recommend_num_envs)
+                          Machine, Vulkan, measured_speed_check, probe_vulkan, recommend_num_envs)
 
 
 def test_doctor_reports_this_machine(bench):
@@ -16,6 +16,20 @@ def test_doctor_reports_this_machine(bench):
     assert "Speed bench measured" in text
     if not torch.cuda.is_available():  # the CPU machine's figures
         assert "lavapipe" in text
+
+
+def test_vulkan_probe_names_the_device_sapien_renders_with():
+    """The GPU-memory limit counts renderers only when the device SAPIEN picks is a GPU: decided from that device,
+    not from the list (a machine can list lavapipe beside an NVIDIA GPU)."""
+    here = probe_vulkan()
+    assert here.error is None and any(here.renders_with in line for line in here.listed)
+    if not torch.cuda.is_available():  # the CPU machine: lavapipe only
+        assert not here.on_gpu and "software rendering" in here.describe()
+    lavapipe, nvidia = "llvmpipe (LLVM 15.0.6, 256 bits)", "NVIDIA H100 80GB HBM3"
+    both = Vulkan((f"GPU: {nvidia}", f"GPU: {lavapipe}"), nvidia)
+    assert both.on_gpu and both.describe() == f"GPU: {nvidia}, GPU: {lavapipe}"
+    assert not Vulkan(both.listed, lavapipe).on_gpu
+    assert not Vulkan(error="no Vulkan driver").on_gpu
 
 
 def test_num_envs_follows_the_tightest_limit():

@@ -16,7 +16,8 @@ import numpy as np
 from bench.check import normstats, spec
 from bench.check import replay as replay_check
 from bench.check.findings import FAIL, Finding, fail, skipped
-from bench.check.sim import TaskEnv, compare_first_frame, pipeline_view, remote_findings, this_renderer
+from bench.check.sim import TaskEnv, compare_first_frame, pipeline_view, remote_findings
+from bench.doctor import probe_vulkan
 from bench.errors import BenchError
 from bench.policies import DEFAULT_PRESETS_DIR, PolicyPreset, build_policy, preflight_policy, resolve_preset
 from bench.policies.pi_types import DEFAULT_CAMERAS
@@ -155,11 +156,12 @@ def _spec_with_dataset(preset: PolicyPreset, files, ds, keys: dict, data: Episod
     return found
 
 
-def _sim_vs_dataset(preset: PolicyPreset, ds, keys: dict, data: Episodes, envs: dict[str, TaskEnv]) -> list[Finding]:
+def _sim_vs_dataset(preset: PolicyPreset, ds, keys: dict, data: Episodes, envs: dict[str, TaskEnv],
+                    here: str) -> list[Finding]:
+    """`here`: this machine's renderer, as `bench record` describes it."""
     params = preset.params
     image_keys = {key: keys[key] for key in spec.IMAGE_KEYS if keys.get(key)}
     cameras = {**DEFAULT_CAMERAS, **{k: (v or None) for k, v in (params.get("cameras") or {}).items()}}
-    here = this_renderer()
     lossy = any(ds.info["features"][key]["dtype"] == "video" for key in image_keys.values())
     found, per_task = [], {}
     for position, (task, seed) in enumerate(zip(data.tasks, data.seeds)):
@@ -231,9 +233,9 @@ def check(config: CheckConfig) -> tuple[list[Finding], dict]:
                             ("dataset spec", "norm stats vs dataset", "sim vs dataset", "open-loop replay",
                                           "state sensitivity")], context
         data, picks = _episodes(ds, keys, tasks, config.episodes_k)
-        context["renderer"] = this_renderer()
+        context["renderer"] = probe_vulkan().describe()
         found += _spec_with_dataset(preset, files, ds, keys, data, envs)
-        found += _sim_vs_dataset(preset, ds, keys, data, envs)
+        found += _sim_vs_dataset(preset, ds, keys, data, envs, context["renderer"])
         if model.verdict == FAIL:  # the weights would not load into the preset's model
             return found + [skipped(name, "the preset's model is not the checkpoint's")
                             for name in ("open-loop replay", "state sensitivity")], context

@@ -51,13 +51,6 @@ class TaskEnv:
         self.env.close()
 
 
-def this_renderer() -> str:
-    """The Vulkan devices SAPIEN renders with here, in the words `bench record` writes into bench.json."""
-    from bench.doctor import vulkan_check
-
-    return vulkan_check().detail
-
-
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
