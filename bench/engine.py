@@ -236,7 +236,9 @@ def evaluate(config: RunConfig, preset: PolicyPreset, tasks: list[TaskSpec], pen
         envs = {backend: stack.enter_context(open_physics(backend, num_envs, config.worker_timeout))
                 for backend in dict.fromkeys(plan.backends[t.id] for t in running)}  # workers start meanwhile
         envs[plan.backends[running[0].id]].begin_task(running[0])  # scenes build while the policy does
+        build_started = time.perf_counter()
         policy = build_policy(preset, num_slots=num_envs, seed=config.seed)
+        policy_build_s = round(time.perf_counter() - build_started, 2)
         for task in tasks:
             policy.check_task(task)
         for number, task in enumerate(running):
@@ -245,7 +247,8 @@ def evaluate(config: RunConfig, preset: PolicyPreset, tasks: list[TaskSpec], pen
             bounds = task_envs.start_task(task)
             setup = time.perf_counter() - setup_started
             if number == 0:
-                yield Started(policy.describe(), plan.backends, plan.why, package_versions())
+                yield Started(policy.describe(), plan.backends, plan.why, package_versions(),
+                              policy_build_s=policy_build_s)
             chunker = ActionChunker(num_envs, config.replan_steps, len(bounds[0]))
             queue = list(pending[task.id])
             retried: set[int] = set()

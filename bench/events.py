@@ -24,6 +24,7 @@ class Started:
     why: dict[str, str]  # task id -> why that backend
     packages: dict[str, str]  # package versions of the process that runs the episodes
     node: dict | None = None  # where a Ray shard runs: node id, host, pid
+    policy_build_s: float | None = None  # s building the policy (the env workers start and build scenes meanwhile)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 #   suite      bench run, full-size Pi0.5 (random weights, bf16), all six tasks x EPISODES (default 100), N slots
 #   reference  end_to_end.py: the sequential loop and bench run on the same EPISODES per task (default 8) of TASKS
 #              (default all); E2E="--reference-only" times only the sequential loop (its cost scaled to 100 episodes)
+#   startup    where a run's start-up goes at N slots: the policy build alone, N CPU workers alone (first scenes), then
+#              bench run on PickCube-v1 x N episodes (its manifest's start-up and policy build, the first task's wait)
 #   graphs     tests/test_pi_cuda_graphs.py (CUDA graph replays against lerobot's sample_actions), then pi_throughput.py:
 #              full-size Pi0.5 chunks/s replayed from graphs and eager at BATCHES (default 1 8 16 32 64)
 source benchmarks/trained/device_env.sh
@@ -22,10 +24,12 @@ for task, w in waves.groupby("task", sort=False):
     print(f"| {task} | {len(e[e.task == task])} | {w.task_setup_s.iloc[0]:.1f} | {w.wall_time_s.sum():.1f} | "
           f"{w.policy_time_s.sum():.1f} | {w.sim_time_s.sum():.1f} | {steps / w.wall_time_s.sum():.1f} |")
 setup = e.drop_duplicates("task").task_setup_s
-startup, wall = read_manifest(Path(sys.argv[1]))["startup_s"], float(sys.argv[2])
+manifest, wall = read_manifest(Path(sys.argv[1])), float(sys.argv[2])
+startup = manifest["startup_s"]
 print(f"all: {len(e)} episodes, {e.steps.sum()} env steps, {waves.wall_time_s.sum():.1f} s in waves, "
       f"{e.steps.sum() / waves.wall_time_s.sum():.1f} env steps/s in waves, success {e.success_once.mean():.3f}")
-print(f"bench run {wall:.1f} s: start-up {startup:.1f} s (policy and the first task's environments), later tasks' "
+print(f"bench run {wall:.1f} s: start-up {startup:.1f} s (policy build {manifest['policy_build_s']:.1f} s, then the first "
+      f"task's environments {setup.iloc[0]:.1f} s more), later tasks' "
       f"setup {setup.iloc[1:].sum():.1f} s, waves {waves.wall_time_s.sum():.1f} s, the rest "
       f"{wall - startup - setup.iloc[1:].sum() - waves.wall_time_s.sum():.1f} s")
 PY
@@ -38,6 +42,24 @@ case "$1" in
     $BENCH run $PI --tasks all --episodes ${EPISODES:-100} --num-envs $N --output $WORK/results --run-id suite-$N \
       2>&1 | tail -n 12
     summary $WORK/results/suite-$N "$(python3 -c "import time; print(time.time() - $start)")" ;;
+  startup)
+    python3 - <<'PY'
+import time
+started = time.perf_counter()
+from bench.policies.pi import PiPolicy
+print(f"import bench.policies.pi: {time.perf_counter() - started:.1f} s")
+started = time.perf_counter()
+PiPolicy(num_slots=64, model="pi05", backend="lerobot", random_init=True, dtype="bfloat16",
+         tokenizer="/tmp/fx/tokenizer.model", norm_stats="/tmp/fx/norm_stats.json")
+print(f"policy build alone (full-size Pi0.5, random weights, bf16, nothing else running): "
+      f"{time.perf_counter() - started:.1f} s")
+PY
+    python3 benchmarks/env_throughput.py --backend cpu --num-envs $N --observe-every 5 --steps 20
+    rm -rf $WORK/results/startup-$N
+    start=$(date +%s.%N)
+    $BENCH run $PI --tasks PickCube-v1 --episodes $N --num-envs $N --output $WORK/results --run-id startup-$N \
+      2>&1 | tail -n 4
+    summary $WORK/results/startup-$N "$(python3 -c "import time; print(time.time() - $start)")" ;;
   graphs)
     python3 -m pytest -q -p no:cacheprovider tests/test_pi_cuda_graphs.py
     python3 benchmarks/pi_throughput.py --model pi05 --paths bench bench-eager --batch ${BATCHES:-1 8 16 32 64} ;;
