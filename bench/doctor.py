@@ -25,16 +25,16 @@ PI_GPU_GIB = {"pi0": (7.6, 0.075), "pi05": (8.1, 0.09)}
 # on the H100 used 71.8 GiB (nvidia-smi), ~62 of it beside the model's ~10 (weights, graphs, CUDA context); 128 slots
 # ran out of memory (benchmarks/README.md section 0a, 2026-11-24).
 WORKER_GPU_GIB = 1.0
-WORKERS_PER_CORE = 2  # 32 workers on 16 cores: 86.6 env steps/s in episodes against 72.9 for 16 (Pi0.5 run)
-# What bench measured per GPU (benchmarks/README.md sections 0 and 0a, 2026-11-22/24; CPU physics workers):
+WORKERS_PER_CORE = 2  # 32 on 16 cores: six tasks x 100 of Pi0.5 in 343.8 s against 380.2 s at 64 (2026-11-24)
+# What bench measured per GPU (benchmarks/README.md sections 0, 0a and 0b, 2026-11-22/24; CPU physics workers):
 # env steps/s of PickCube with cameras every step / every 5th step / never at 16 workers, and full-size Pi0.5 (bf16,
 # bench's torch path) chunks/s at batch 64 alone, env steps/s inside a 64-slot run and the six-task x 100-episode
 # time. Only GPUs measured are listed.
 MEASURED_GPUS = {"NVIDIA H100 80GB HBM3": "16 CPU-physics workers: 260 / 824 / 2072 env steps/s with cameras every "
                                           "step / every 5th step / never; Pi0.5 alone 94.9 chunks/s at batch 64 "
-                                          "(CUDA graphs), 291.5 env steps/s inside a 64-slot run (the model is the "
-                                          "bound), six tasks x 100 episodes in 380.2 s; 64 slots is the most its "
-                                          "GPU memory holds"}
+                                          "(CUDA graphs); six tasks x 100 episodes in 343.8 s at 32 slots (278.5 env "
+                                          "steps/s inside waves, 39.0 s start-up) and 380.2 s at 64 (291.5, 73.5 s); "
+                                          "64 slots is the most its GPU memory holds"}
 MEASURED_CPU = ("2 workers on a 2-core machine, lavapipe: 24.5 / 78.6 / 200.7 env steps/s with cameras every step / "
                 "every 5th step / never")
 MEASURE_HERE = ("measure here with `python benchmarks/env_throughput.py --backend cpu --num-envs 16 --observe-every 1 5 "

@@ -246,10 +246,11 @@ def _started_early(request, tmp_path_factory) -> dict:
 def _expert_recording(task: str, episodes: int, short_tasks: Path, output: Path) -> list[str]:
     """`bench record`'s expert on the first `episodes` recording episodes of `task` (recording seed 0: the first
     episodes of the training data of benchmarks/trained), pi05 layout, LeRobot v2.1 with PNG frames (no conversion,
-    no video), ending 1 frame after success."""
+    no video), ending 1 frame after success. One env worker: on the 2-core CI machine the tests keep both cores busy,
+    and a second worker would add its start-up (~8 s of CPU: the scene, lavapipe's shaders) without finishing sooner."""
     return ["record", "--layout", "pi05", "--tasks", task, "--episodes", str(episodes), "--format", "v2.1",
             "--no-video", "--end-after-success", "1", "--tasks-dir", str(short_tasks), "--output", str(output),
-            "--num-envs", "2"]
+            "--num-envs", "1"]
 
 
 def _recording(started: dict, name: str) -> Path:

@@ -33,7 +33,7 @@ def _run_args(name: str, recording: Path, tasks_dir: Path, output: Path) -> list
             "--checkpoint", str(TRAINED / "checkpoints" / name),
             "--tokenizer", str(TRAINED / "checkpoints" / "tokenizer.model"),
             "--episodes-from", str(recording), "--tasks-dir", str(tasks_dir),
-            "--num-envs", "2", "--output", str(output), "--run-id", name]
+            "--num-envs", "1", "--output", str(output), "--run-id", name]
 
 
 def start_early(request, started) -> dict:

@@ -41,7 +41,8 @@ RECORD_PYTHON = Path(os.environ.get("BENCH_RECORD_PYTHON", REPO / ".venv" / "bin
 
 def start_early(request, started) -> dict[str, Background]:
     """The recording, started before the session's first test in a process of its own (tests/conftest.py calls
-    this and runs this module's tests after the others, which run while it records)."""
+    this and runs this module's tests after the others, which run while it records). One env worker: a second would
+    add its start-up to the 2-core machine's busy cores without finishing sooner."""
     if not RECORD_PYTHON.is_file():
         return {}  # `recorded` says so
     tmp_path_factory = request.getfixturevalue("tmp_path_factory")
@@ -52,7 +53,7 @@ def start_early(request, started) -> dict[str, Background]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("BENCH_RECORD_PYTHONPATH")) if p)
     command = [str(RECORD_PYTHON), "-m", "bench.cli", "record", "--layout", "pi05", "--keys", "openpi", "--tasks",
-               "PushCube-v1", "--episodes", "2", "--num-envs", "2", "--end-after-success", "5", "--action-horizon",
+               "PushCube-v1", "--episodes", "2", "--num-envs", "1", "--end-after-success", "5", "--action-horizon",
                str(HORIZON), "--no-video", "--tasks-dir", str(tasks), "--output", str(output)]
     return {__name__: Background(command, tmp_path_factory.mktemp("record_log") / "record.log", output, env=env,
                                  cwd=REPO)}
