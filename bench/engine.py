@@ -9,7 +9,6 @@ what a local run and each Ray shard execute; it yields `bench.events`, and never
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -222,35 +221,6 @@ def run_wave(envs: BatchedEnvs, policy: Policy, chunker: ActionChunker, task: Ta
     return WaveResult(records, lost)
 
 
-class PolicyBuild:
-    """`build_policy` in a thread of its own, started before the env workers: spawning them keeps the driver waiting
-    for the forkserver (~15 s for 32 workers on the H100 machine, benchmarks/README.md section 0b), which the build
-    overlaps. A daemon thread, so that Ctrl-C during start-up does not wait for a half-built model."""
-
-    def __init__(self, preset: PolicyPreset, num_slots: int, seed: int):
-        self._built: tuple[Policy, float] | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._build, args=(preset, num_slots, seed), daemon=True,
-                                        name="policy-build")
-        self._thread.start()
-
-    def _build(self, preset: PolicyPreset, num_slots: int, seed: int) -> None:
-        started = time.perf_counter()
-        try:
-            policy = build_policy(preset, num_slots=num_slots, seed=seed)
-        except BaseException as e:  # raised again in the driver by result()
-            self._error = e
-            return
-        self._built = policy, round(time.perf_counter() - started, 2)
-
-    def result(self) -> tuple[Policy, float]:
-        """The policy and the seconds its build took; raises what the build raised."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._built
-
-
 def evaluate(config: RunConfig, preset: PolicyPreset, tasks: list[TaskSpec], pending: dict[str, list[Episode]],
              num_envs: int, run_dir: Path, on_step: StepCounter | None = None,
              sink: FrameSink | None = None) -> Iterator[Event]:
@@ -262,12 +232,13 @@ def evaluate(config: RunConfig, preset: PolicyPreset, tasks: list[TaskSpec], pen
     """
     plan = plan_physics(tasks, config.sim_backend)
     running = [t for t in tasks if pending[t.id]] or tasks[:1]  # nothing pending (a finished run resumed): check
-    building = PolicyBuild(preset, num_envs, config.seed)  # while the env workers spawn and build their scenes
     with contextlib.ExitStack() as stack:
         envs = {backend: stack.enter_context(open_physics(backend, num_envs, config.worker_timeout))
-                for backend in dict.fromkeys(plan.backends[t.id] for t in running)}
-        envs[plan.backends[running[0].id]].begin_task(running[0])
-        policy, policy_build_s = building.result()
+                for backend in dict.fromkeys(plan.backends[t.id] for t in running)}  # workers start meanwhile
+        envs[plan.backends[running[0].id]].begin_task(running[0])  # scenes build while the policy does
+        build_started = time.perf_counter()
+        policy = build_policy(preset, num_slots=num_envs, seed=config.seed)
+        policy_build_s = round(time.perf_counter() - build_started, 2)
         for task in tasks:
             policy.check_task(task)
         for number, task in enumerate(running):

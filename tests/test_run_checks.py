@@ -87,7 +87,8 @@ def test_a_disk_that_refuses_writes_keeps_every_finished_episode(bench, short_ta
     preset = tmp_path / "refuser.toml"
     preset.write_text(f'plugin = "faulty_policies:DiskRefuser"\n[params]\nrefuse_at = 60\n'
                       f'path = "{run / "episodes.jsonl"}"\n')
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+           "PYTHONDONTWRITEBYTECODE": "1"}  # a .pyc written under the file-size limit would be cut short for all
     done = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--policy", str(preset), "--tasks", "PushCube-v1",
                            "--episodes", "2", "--num-envs", "1", "--tasks-dir", str(short_tasks), "--output",
                            str(run.parent), "--run-id", run.name], env=env, capture_output=True, text=True)
