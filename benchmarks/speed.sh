@@ -43,13 +43,14 @@ case "$1" in
       2>&1 | tail -n 12
     summary $WORK/results/suite-$N "$(python3 -c "import time; print(time.time() - $start)")" ;;
   startup)
-    python3 - <<'PY'
+    python3 - $N <<'PY'
+import sys
 import time
 started = time.perf_counter()
 from bench.policies.pi import PiPolicy
 print(f"import bench.policies.pi: {time.perf_counter() - started:.1f} s")
 started = time.perf_counter()
-PiPolicy(num_slots=64, model="pi05", backend="lerobot", random_init=True, dtype="bfloat16",
+PiPolicy(num_slots=int(sys.argv[1]), model="pi05", backend="lerobot", random_init=True, dtype="bfloat16",
          tokenizer="/tmp/fx/tokenizer.model", norm_stats="/tmp/fx/norm_stats.json")
 print(f"policy build alone (full-size Pi0.5, random weights, bf16, nothing else running): "
       f"{time.perf_counter() - started:.1f} s")
