@@ -77,6 +77,9 @@ class RunConfig:
     norm_stats.json or a lerobot normalizer .safetensors)."""
     num_envs: int = _in(WHERE, factory=default_num_envs)
     """Episodes run in parallel (env slots)."""
+    env_processes: int | None = _in(WHERE)
+    """CPU physics: worker processes hosting the env slots (default: one per core, at most --num-envs). A process's
+    first env costs seconds to start, each further one a fraction of a second; results do not depend on it."""
     worker_timeout: float = _in(WHERE, DEFAULT_STEP_TIMEOUT_S)
     """Seconds a CPU env worker may take to answer a step or render before it counts as dead (killed; its episode
     retried once); building or resetting a scene may take max(300, this)."""
@@ -121,7 +124,7 @@ class RunConfig:
         return replace(self, suite=None, tasks=self.suite, episodes=episodes)
 
     def validate(self) -> None:
-        for name in ("episodes", "num_envs", "replan_steps", "repeat", "shard_episodes"):
+        for name in ("episodes", "num_envs", "env_processes", "replan_steps", "repeat", "shard_episodes"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise BenchError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         for name in ("seed", "video"):
@@ -150,7 +153,7 @@ class RunConfig:
         if given:
             raise BenchError(f"--resume takes every setting from the run's manifest: drop "
                              f"{', '.join('--' + n.replace('_', '-') for n in given)} (--num-envs, "
-                             "--worker-timeout and the Ray options may change)")
+                             "--env-processes, --worker-timeout and the Ray options may change)")
         run_dir = self.resume
         values = {k: v for k, v in recorded.items() if k in self.names(WHAT, POLICY)}
         if values.get("suite") is not None and values.get("tasks") == values["suite"]:

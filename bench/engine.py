@@ -232,8 +232,9 @@ def evaluate(config: RunConfig, preset: PolicyPreset, tasks: list[TaskSpec], pen
     """
     plan = plan_physics(tasks, config.sim_backend)
     running = [t for t in tasks if pending[t.id]] or tasks[:1]  # nothing pending (a finished run resumed): check
+    processes = None if config.env_processes is None else min(config.env_processes, num_envs)
     with contextlib.ExitStack() as stack:
-        envs = {backend: stack.enter_context(open_physics(backend, num_envs, config.worker_timeout))
+        envs = {backend: stack.enter_context(open_physics(backend, num_envs, config.worker_timeout, processes))
                 for backend in dict.fromkeys(plan.backends[t.id] for t in running)}  # workers start meanwhile
         envs[plan.backends[running[0].id]].begin_task(running[0])  # scenes build while the policy does
         build_started = time.perf_counter()

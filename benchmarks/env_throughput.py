@@ -1,6 +1,7 @@
 """Environment steps/s of the lockstep backends (zero actions; both policy cameras rendered every K-th step).
 
     python benchmarks/env_throughput.py --backend cpu --num-envs 1 2 4          # CPU worker processes
+    python benchmarks/env_throughput.py --num-envs 32 --processes 16            # 2 envs per process
     python benchmarks/env_throughput.py --backend gpu --num-envs 16 64 256      # ManiSkill GPU physics
     python benchmarks/env_throughput.py --observe-every 1 5 0                   # cameras every step, every 5th, never
     python benchmarks/env_throughput.py --quick                                 # one short CPU point
@@ -24,10 +25,13 @@ from bench.tasks import episodes_for, load_suite
 
 
 def measure(backend: str, num_envs: int, task_id: str, steps: int, torch_threads: int | None = 1,
-            observe_every: int = 1) -> dict:
+            observe_every: int = 1, processes: int | None = None) -> dict:
     spec = load_suite().tasks[task_id]
     started = time.perf_counter()
-    envs = CpuWorkerEnvs(num_envs, torch_threads) if backend == "cpu" else GpuEnvs(num_envs)
+    if backend == "cpu":
+        envs = CpuWorkerEnvs(num_envs, torch_threads, processes=min(processes, num_envs) if processes else None)
+    else:
+        envs = GpuEnvs(num_envs)
     with envs:
         low, _ = envs.start_task(spec)
         envs.reset([e.seed for e in episodes_for(task_id, 0, num_envs)])
@@ -39,7 +43,7 @@ def measure(backend: str, num_envs: int, task_id: str, steps: int, torch_threads
         for step in range(1, steps + 1):
             envs.step(actions, observe=np.full(num_envs, observe_every > 0 and step % observe_every == 0))
         elapsed = time.perf_counter() - t0
-    return {"backend": backend, "num_envs": num_envs, "steps_per_s": num_envs * steps / elapsed,
+    return {"backend": backend, "num_envs": num_envs, "processes": getattr(envs, "processes", None), "steps_per_s": num_envs * steps / elapsed,
             "lockstep_ms": 1000 * elapsed / steps, "startup_s": startup}
 
 
@@ -51,6 +55,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--worker-threads", type=int, default=1,
                         help="torch threads per CPU worker (0: torch's default, one per core)")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="CPU worker processes hosting the N envs (0: as bench run, one per core)")
     parser.add_argument("--observe-every", type=int, nargs="+", default=[1],
                         help="render the cameras every K-th step (0: never, physics alone)")
     parser.add_argument("--quick", action="store_true", help="one CPU point, N=2, 10 steps (about a minute)")
@@ -65,11 +71,12 @@ def main() -> None:
     print(f"machine: {platform.node()} {platform.processor() or platform.machine()}; task {args.task}, "
           f"{args.worker_threads or 'default'} torch thread(s) per worker, {args.steps} lockstep steps after 3 "
           "warm-up steps")
-    print("| backend | N | cameras every | env steps/s | ms per lockstep step | startup s |\n|---|---|---|---|---|---|")
+    print("| backend | N | processes | cameras every | env steps/s | ms per lockstep step | startup s |\n"
+          "|---|---|---|---|---|---|---|")
     for n in args.num_envs:
         for k in args.observe_every:
-            r = measure(args.backend, n, args.task, args.steps, args.worker_threads or None, k)
-            print(f"| {r['backend']} | {n} | {k or 'never'} | {r['steps_per_s']:.1f} | {r['lockstep_ms']:.1f} | "
+            r = measure(args.backend, n, args.task, args.steps, args.worker_threads or None, k, args.processes or None)
+            print(f"| {r['backend']} | {n} | {r['processes'] or '-'} | {k or 'never'} | {r['steps_per_s']:.1f} | {r['lockstep_ms']:.1f} | "
                   f"{r['startup_s']:.1f} |", flush=True)
 
 

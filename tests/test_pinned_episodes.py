@@ -12,13 +12,13 @@ from conftest import assert_same_results, episodes_without_timing, read_manifest
 
 
 @pytest.mark.timeout(600)
-def test_initial_observations_identical_for_one_and_two_workers():
-    """Also whether the scenes were built by start_task alone, begun with begin_task (as a run does while its policy
+def test_initial_observations_identical_for_one_slot_and_two_sharing_a_process():
+    """Also after a step whose replies come out of order, and whether the scenes were built by start_task alone, begun with begin_task (as a run does while its policy
     builds), or after another task was begun."""
     suite = load_suite()
     spec = suite.tasks["PickCube-v1"]
     seeds = [e.seed for e in episodes_for(spec.id, 0, 2)]
-    with CpuWorkerEnvs(1) as one, CpuWorkerEnvs(2) as two, CpuWorkerEnvs(1) as three:
+    with CpuWorkerEnvs(1) as one, CpuWorkerEnvs(2, processes=1) as two, CpuWorkerEnvs(1) as three:
         one.start_task(spec)
         two.begin_task(spec)
         three.begin_task(suite.tasks["PushCube-v1"])
@@ -27,6 +27,14 @@ def test_initial_observations_identical_for_one_and_two_workers():
         first = one.reset(seeds[:1])
         second = one.reset(seeds[1:])  # same worker, after another episode: order must not matter
         third = three.reset(seeds[:1])
+        hold = np.zeros((1, 7), np.float32)
+        two.step_async(hold, [1])
+        two.step_async(hold, [0])  # the shared process answers slot 1 first: replies must find their requests
+        stepped = {0: two.step_wait([0]), 1: two.step_wait([1])}
+        alone = one.step(hold)  # `one` runs seeds[1]'s episode now
+    for key in ("extra/obj_pose", "agent/qpos"):
+        np.testing.assert_array_equal(stepped[1].obs[key], alone.obs[key], err_msg=key)
+        assert not np.array_equal(stepped[0].obs[key], stepped[1].obs[key])
     assert batched["sensor_data/base_camera/rgb"].shape == (2, 224, 224, 3)
     assert batched["sensor_data/hand_camera/rgb"].shape == (2, 224, 224, 3)
     for key, value in batched.items():

@@ -96,16 +96,17 @@ def test_resume_refuses_other_settings_and_extra_options(bench, short_tasks, ref
 
 
 def assert_worker_lost_and_episode_retried(bench, short_tasks: Path, reference: Path, tmp_path: Path, signal_name: str,
-                                           *options: str):
+                                           *options: str, lost: int = 1):
     """A run whose newest env worker gets `signal_name` in the middle of wave 1 (random actions otherwise) ends
-    completed, with that worker replaced and its episode run again, exactly as in the uninterrupted run."""
+    completed, with that worker replaced and its `lost` episodes (one per slot it hosted) run again, exactly as in
+    the uninterrupted run."""
     preset = tmp_path / "killer.toml"
     preset.write_text(f'plugin = "faulty_policies:WorkerKiller"\n[params]\nkill_at = 2\nsignal_name = "{signal_name}"')
     code, text = bench("run", "--policy", str(preset), *args(short_tasks, tmp_path, "worker", *options)[3:])
     assert code == 0, text
     run = tmp_path / "worker"
     episodes = read_episodes(run).set_index("episode").sort_index()
-    assert (episodes["status"] == "ok").all() and episodes["retry"].sum() == 1  # the episode of the lost slot
+    assert (episodes["status"] == "ok").all() and episodes["retry"].sum() == lost  # the episodes of the lost slots
     manifest = read_manifest(run)
     assert manifest["status"] == "completed" and manifest["env_restarts"] == 1
     pd.testing.assert_frame_equal(comparable(run), comparable(reference))  # the retry replayed its episode exactly
@@ -113,6 +114,16 @@ def assert_worker_lost_and_episode_retried(bench, short_tasks: Path, reference: 
 
 def test_a_killed_env_worker_is_restarted_and_its_episode_retried(bench, short_tasks, reference, tmp_path):
     assert_worker_lost_and_episode_retried(bench, short_tasks, reference, tmp_path, "SIGKILL")
+
+
+def test_a_killed_worker_hosting_both_lanes_loses_both_episodes_and_nothing_else(bench, short_tasks, reference,
+                                                                                 tmp_path):
+    """--env-processes 1: both slots of a wave live in one worker process, one per lane, so the worker answers the two
+    lanes' steps in whatever order they were sent. Until the kill, and after its replacement, the results are those
+    of the reference run (one process per slot); the kill ends both slots' episodes, which run again."""
+    assert_worker_lost_and_episode_retried(bench, short_tasks, reference, tmp_path, "SIGKILL", "--env-processes", "1",
+                                           lost=2)
+    assert read_manifest(tmp_path / "worker")["config"]["env_processes"] == 1
 
 
 def test_a_hung_env_worker_is_killed_after_the_timeout_and_its_episode_retried(bench, short_tasks, reference, tmp_path):

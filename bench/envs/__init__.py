@@ -7,7 +7,7 @@ flat dicts of numpy arrays ("sensor_data/base_camera/rgb" -> [k, H, W, 3]) with 
 One module per concept; imports point down this list only:
 - `base`: the `BatchedEnvs` interface, `StepOutput` and the observation types;
 - `maniskill`: a task spec turned into a ManiSkill env, flat observations, the missing-Vulkan message;
-- `cpu_workers`: `CpuWorkerEnvs`, one CPU-physics env per worker process (restarts, timeouts);
+- `cpu_workers`: `CpuWorkerEnvs`, CPU-physics envs in worker processes, several per process (restarts, timeouts);
 - `gpu`: `GpuEnvs`, N sub-scenes on GPU physics, and the check that GPU physics can start;
 - `choose`: the physics plan (GPU or CPU per task), opening a backend, and the default number of env slots.
 """

@@ -56,11 +56,12 @@ def plan_physics(tasks: list[TaskSpec], requested: str, gpu: tuple[bool, str] | 
     return PhysicsPlan(backends, why)
 
 
-def open_physics(backend: str, num_envs: int, worker_timeout: float) -> BatchedEnvs:
-    """N env slots on `backend`; CPU workers start importing in the background at once."""
+def open_physics(backend: str, num_envs: int, worker_timeout: float, processes: int | None = None) -> BatchedEnvs:
+    """N env slots on `backend`; CPU workers (`processes` of them, default one per core) start importing in the
+    background at once."""
     if backend == "gpu":
         return GpuEnvs(num_envs)
-    return CpuWorkerEnvs(num_envs, step_timeout_s=worker_timeout)
+    return CpuWorkerEnvs(num_envs, step_timeout_s=worker_timeout, processes=processes)
 
 
 def default_num_envs() -> int:
