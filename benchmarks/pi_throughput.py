@@ -64,13 +64,16 @@ def _sync(device: str) -> None:
 
 
 def flops_per_chunk(backend, inputs: PiInputs) -> int:
+    """Counted op by op, with torch.compile's fused functions (`pi_lerobot_gemma`) run as written: compiling them
+    under the counter's dispatch mode would leave them uncompiled for the rest of the process."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     path = backend.inference
     backend.inference = "bench-eager" if path == "bench" else path
     counter = FlopCounterMode(display=False)
     try:
-        with counter:
+        with torch.compiler.set_stance("force_eager"), counter:
             backend.sample_actions(inputs)
     finally:
         backend.inference = path

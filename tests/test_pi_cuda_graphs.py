@@ -2,7 +2,8 @@
 
 Needs a CUDA GPU, so CI's CPU machine skips it; benchmarks/speed.sh runs it on the GPU machine (benchmarks/README.md
 records the run). In float32, with TF32 off, a replay must compute lerobot's `sample_actions` and bench's eager path
-for every row, whatever batch bucket the rows were padded to.
+for every row, whatever batch bucket the rows were padded to. On CUDA the replays include the elementwise steps that
+torch.compile fused (`bench.policies.pi_lerobot_gemma`), so these tests also hold the fused kernels to lerobot's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ require("lerobot.policies.pi0.modeling_pi0", "needs lerobot[pi]==0.6.1: pip inst
 import torch  # noqa: E402
 from test_pi_lerobot import make_inputs, make_noise  # noqa: E402
 
+from bench.policies.pi_lerobot_gemma import ops_for  # noqa: E402
 from bench.policies.pi_lerobot_graphs import bucket  # noqa: E402
 from bench.policies.pi_tiny import TinyLerobotPiBackend  # noqa: E402
 from bench.policies.pi_types import MODELS  # noqa: E402
@@ -56,6 +58,7 @@ def test_replay_equals_lerobots_sample_actions(gpu_backend):
     inputs, noise = make_inputs(3), make_noise(3)
     replayed = gpu_backend.sample_actions(inputs, noise=noise)
     assert gpu_backend._graphs.graphs, "the bench path on CUDA did not replay a graph"
+    assert ops_for("cuda").compiled, "the elementwise steps were not compiled (is Triton installed?)"
     np.testing.assert_allclose(replayed, _with(gpu_backend, "lerobot", inputs, noise), atol=1e-4)
     assert np.abs(replayed).max() > 0.1
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.policies.pi_lerobot_gemma import check_supported
 from bench.policies.pi_lerobot_graphs import ChunkGraphs
 from bench.policies.pi_lerobot_sampling import sample_chunk, vision_in_bf16
 from bench.policies.pi_types import IMAGE_KEYS, MODEL_DIM, PiInputs, check_model_dim, check_noise, check_state
@@ -124,6 +125,10 @@ class LerobotPiBackend:
         check_model_dim(f"{model}: max_state_dim", int(self.config.max_state_dim))
         self.image_keys = self._camera_order()
         self.inference = inference
+        if inference != "lerobot":
+            pwe = self.policy.model.paligemma_with_expert
+            check_supported(pwe.paligemma.model.language_model)
+            check_supported(pwe.gemma_expert.model)
         if inference != "lerobot" and dtype == "bfloat16":
             vision_in_bf16(self.policy.model)
         self._graphs = None

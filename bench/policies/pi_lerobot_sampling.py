@@ -7,6 +7,8 @@ torch and lerobot are imported when used.
 
 from __future__ import annotations
 
+from bench.policies.pi_lerobot_gemma import gemma_pass
+
 
 def vision_in_bf16(model) -> None:
     """Runs SigLIP and its projector in bf16, as openpi does; lerobot keeps them in float32 (for training),
@@ -36,7 +38,9 @@ def sample_chunk(model, images, masks, lang_tokens, lang_masks, state, noise, nu
     - the prefix's keys and values sit in one buffer with room for the action tokens (`ChunkCache`), which
       each denoising step overwrites in place; lerobot copies the whole cache every step and appends to it;
     - the action tokens' attention mask and positions are the same at every step: built once per chunk;
-    - attention is PyTorch's fused scaled-dot-product kernel instead of the eager softmax.
+    - attention is PyTorch's fused scaled-dot-product kernel instead of the eager softmax;
+    - the Gemma passes are bench's (`pi_lerobot_gemma`): the same operations, the elementwise ones fused on CUDA,
+      and the prefix pass ends once its last layer has written its keys and values (its output is never read).
     """
     present = present_cameras(masks)
     return sample_present(model, [images[i] for i in present], [masks[i] for i in present], lang_tokens, lang_masks,
@@ -57,11 +61,8 @@ def sample_present(model, images, masks, lang_tokens, lang_masks, state, noise, 
         # Pi's prefix is one bidirectional block: every present token attends to every other present token
         attention = make_att_2d_masks(prefix_pad, torch.zeros_like(prefix_pad))[:, None]  # bool [B, 1, L, L]
         positions = torch.cumsum(prefix_pad, dim=1) - 1
-        pwe.paligemma.model.language_model.config._attn_implementation = "sdpa"
-        pwe.gemma_expert.model.config._attn_implementation = "sdpa"
         cache = ChunkCache()
-        pwe.forward(attention_mask=attention, position_ids=positions, past_key_values=cache,
-                    inputs_embeds=[prefix_embs, None], use_cache=True)
+        gemma_pass(pwe.paligemma.model.language_model, prefix_embs, attention, positions, cache, keys_only=True)
 
         # the action tokens (Pi0: the state token first) attend to the present prefix and to each other as
         # lerobot's embed_suffix marks them: a 1 starts a block that earlier tokens cannot see
@@ -79,9 +80,8 @@ def sample_present(model, images, masks, lang_tokens, lang_masks, state, noise, 
         for step in range(num_steps):
             time = torch.full((batch,), 1.0 + step * dt, dtype=torch.float32, device=x.device)
             suffix_embs, adarms_cond = _embed_suffix(model, state, x, time)
-            (_, suffix_out), _ = pwe.forward(
-                attention_mask=suffix_attention, position_ids=suffix_positions, past_key_values=cache,
-                inputs_embeds=[None, suffix_embs], use_cache=False, adarms_cond=[None, adarms_cond])
+            suffix_out = gemma_pass(pwe.gemma_expert.model, suffix_embs, suffix_attention, suffix_positions, cache,
+                                    adarms_cond)
             x = x + dt * model.action_out_proj(suffix_out[:, -horizon:].to(torch.float32))
     return x
 
