@@ -21,20 +21,23 @@ GIB = 1024**3
 # Pi model in bf16 on bench's inference path, peak GPU memory at batch 1 and the growth per extra batch row.
 WORKER_RAM_GIB = 1.4
 PI_GPU_GIB = {"pi0": (7.6, 0.075), "pi05": (8.1, 0.09)}
-# GPU memory of one CPU env worker whose renderer draws on the GPU (NVIDIA Vulkan, not lavapipe): a 64-slot Pi0.5 run
-# on the H100 used 71.8 GiB (nvidia-smi), ~62 of it beside the model's ~10 (weights, graphs, CUDA context); 128 slots
-# ran out of memory (benchmarks/README.md section 0a, 2026-11-24).
+# GPU memory of one CPU env slot whose renderer draws on the GPU (NVIDIA Vulkan, not lavapipe): a 64-slot Pi0.5 run
+# on the H100 with a worker process per slot used 71.8 GiB (nvidia-smi), ~62 of it beside the model's ~10 (weights,
+# graphs, CUDA context); 128 slots ran out of memory (benchmarks/README.md section 0a, 2026-11-24). Slots now share a
+# process per core (`--env-processes`), which needs less; not re-measured, so the limit stays on the safe side.
 WORKER_GPU_GIB = 1.0
-WORKERS_PER_CORE = 2  # 32 on 16 cores: six tasks x 100 of Pi0.5 in 343.8 s against 380.2 s at 64 (2026-11-24)
-# What bench measured per GPU (benchmarks/README.md sections 0, 0a and 0b, 2026-11-22/24; CPU physics workers):
-# env steps/s of PickCube with cameras every step / every 5th step / never at 16 workers, and full-size Pi0.5 (bf16,
-# bench's torch path) chunks/s at batch 64 alone, env steps/s inside a 64-slot run and the six-task x 100-episode
-# time. Only GPUs measured are listed.
+# 32 on 16 cores, in 16 processes: six tasks x 100 of Pi0.5 in 310.1 s against 313.3 s at 64 (2026-11-24, section 0c)
+WORKERS_PER_CORE = 2
+# What bench measured per GPU (benchmarks/README.md sections 0, 0a, 0b and 0c, 2026-11-22/24; CPU physics): env
+# steps/s of PickCube with cameras every step / every 5th step / never, full-size Pi0.5 (bf16, bench's torch path)
+# chunks/s at batch 64 alone, and the six-task x 100-episode time. Only GPUs measured are listed.
 MEASURED_GPUS = {"NVIDIA H100 80GB HBM3": "16 CPU-physics workers: 260 / 824 / 2072 env steps/s with cameras every "
-                                          "step / every 5th step / never; Pi0.5 alone 94.9 chunks/s at batch 64 "
-                                          "(CUDA graphs); six tasks x 100 episodes in 343.8 s at 32 slots (278.5 env "
-                                          "steps/s inside waves, 39.0 s start-up) and 380.2 s at 64 (291.5, 73.5 s); "
-                                          "64 slots is the most its GPU memory holds"}
+                                          "step / every 5th step / never (32 envs in 16 processes: 880 every 5th "
+                                          "step); Pi0.5 alone 117.2 chunks/s at batch 64 (CUDA graphs, fused "
+                                          "elementwise kernels); six tasks x 100 episodes in 288.9 and 300.4 s (two "
+                                          "runs) at 32 slots in 16 processes (~311 env steps/s inside waves, ~22 s "
+                                          "start-up); 64 slots is the most its GPU memory held with a process per "
+                                          "slot"}
 MEASURED_CPU = ("2 workers on a 2-core machine, lavapipe: 24.5 / 78.6 / 200.7 env steps/s with cameras every step / "
                 "every 5th step / never")
 MEASURE_HERE = ("measure here with `python benchmarks/env_throughput.py --backend cpu --num-envs 16 --observe-every 1 5 "
