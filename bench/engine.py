@@ -249,7 +249,7 @@ def evaluate(config: RunConfig, preset: PolicyPreset, tasks: list[TaskSpec], pen
             setup = time.perf_counter() - setup_started
             if number == 0:
                 yield Started(policy.describe(), plan.backends, plan.why, package_versions(),
-                              policy_build_s=policy_build_s)
+                              policy_build_s=policy_build_s, env_processes=getattr(envs.get("cpu"), "processes", None))
             chunker = ActionChunker(num_envs, config.replan_steps, len(bounds[0]))
             queue = list(pending[task.id])
             retried: set[int] = set()

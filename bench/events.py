@@ -25,6 +25,7 @@ class Started:
     packages: dict[str, str]  # package versions of the process that runs the episodes
     node: dict | None = None  # where a Ray shard runs: node id, host, pid
     policy_build_s: float | None = None  # s building the policy (the env workers start and build scenes meanwhile)
+    env_processes: int | None = None  # CPU worker processes hosting the env slots (None: no task on CPU physics)
 
 
 @dataclass(frozen=True)

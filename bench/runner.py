@@ -175,6 +175,7 @@ def run(config: RunConfig, console: Console | None = None, executor: Executor | 
     events = executor.evaluate(config, preset, tasks, pending, plan.num_envs, run_dir, on_step=live.count_steps)
     startup = None  # s until the policy was built and the first task's environments were up
     policy_build_s = None  # of those, s building the policy (the environments start meanwhile)
+    env_processes = None  # CPU worker processes that hosted the env slots
     writer = run_contract = packages = None
     status = "failed"
     episodes_table = table = None
@@ -185,7 +186,7 @@ def run(config: RunConfig, console: Console | None = None, executor: Executor | 
         for event in events:
             if isinstance(event, Started) and writer is None:  # the configuration works: show and open the run
                 startup = round(time.perf_counter() - evaluation_started, 2)
-                policy_build_s = event.policy_build_s
+                policy_build_s, env_processes = event.policy_build_s, event.env_processes
                 packages = event.packages
                 manifest = contract.manifest(config, run_dir.name, plan.suite, tasks, preset, event.description,
                                              event.backends, event.why, plan.num_envs, packages, executor.layout(),
@@ -239,7 +240,8 @@ def run(config: RunConfig, console: Console | None = None, executor: Executor | 
         live.__exit__()
         events.close()  # stops the environments (local) or cancels the shards (Ray)
         if writer is not None:
-            timing = {"env_restarts": restarts, "startup_s": startup, "policy_build_s": policy_build_s}
+            timing = {"env_restarts": restarts, "startup_s": startup, "policy_build_s": policy_build_s,
+                      "env_processes": env_processes}
             episodes_table, table = _finish(writer, status, {**timing, **executor.log()}, preset, run_dir, console)
     return RunOutcome(run_dir, status, episodes_table, table)
 

@@ -2,6 +2,8 @@
 policy that makes no contact; with contact, PhysX state carried across resets in a worker can move them slightly
 across --num-envs (README, "How episodes are run and pinned")."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -59,6 +61,7 @@ def test_zero_policy_results_identical_for_num_envs_1_and_2(bench, tmp_path, sho
     manifest = read_manifest(runs["b2"])
     assert manifest["status"] == "completed"
     assert manifest["config"]["seed"] == 11
+    assert manifest["env_processes"] == min(2, len(os.sched_getaffinity(0)))  # one per core by default
     assert manifest["suite"]["version"]
     assert manifest["packages"]["mani_skill"] == "3.0.1"
     assert (runs["b2"] / "episodes.parquet").is_file()

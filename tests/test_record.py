@@ -3,14 +3,11 @@ held against bench's own observation pipeline; crash safety with SIGKILL; the ch
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,33 +27,44 @@ def _record_args(short_tasks: Path, output: Path, *extra: str) -> list[str]:
     return [*RECORD, "--tasks-dir", str(short_tasks), "--output", str(output), *extra]
 
 
+# Kills the recording's process group once its dataset holds an episode (or after 240 s). A process of its own, not a
+# thread of pytest's: the tests running meanwhile in pytest's process can hold the GIL for seconds inside SAPIEN or
+# PyAV, long enough for the recording to finish unkilled (CI saw it once, with the window ~5 s wide).
+KILL_ONCE_COMMITTED = """
+import json, os, signal, sys, time
+pid, info, deadline = int(sys.argv[1]), sys.argv[2], time.monotonic() + 240
+while time.monotonic() < deadline:
+    try:
+        if json.load(open(info))["total_episodes"] >= 1:
+            break
+    except (OSError, ValueError):
+        pass
+    time.sleep(0.05)
+try:
+    os.killpg(pid, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"""
+
+
 @pytest.fixture(scope="module")
 def killed_recording(short_tasks, tmp_path_factory):
-    """The same recording as `recorded`, one env, in a process of its own (a new session), SIGKILLed by a thread as
-    soon as its first episode is committed; (dataset folder, that thread, the process). `recorded` asks for it first,
-    so that this process starts (its imports, its env workers) while `recorded` records instead of after it."""
+    """The same recording as `recorded`, one env, in a process of its own (a new session), SIGKILLed by a watcher
+    process as soon as its first episode is committed; (dataset folder, the watcher, the recording). `recorded` asks
+    for it first, so that this process starts (its imports, its env workers) while `recorded` records instead of
+    after it."""
     require("lerobot.datasets.lerobot_dataset", "bench record writes v3.0 with lerobot 0.6.1 (pip install -e .[lerobot])")
     output = tmp_path_factory.mktemp("killed") / "ds"
     command = [sys.executable, "-m", "bench.cli", *_record_args(short_tasks, output, "--num-envs", "1")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    info = output / "meta" / "info.json"
-
-    def kill_once_the_first_episode_is_committed():
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and process.poll() is None:
-            if info.is_file() and json.loads(info.read_text())["total_episodes"] >= 1:
-                break
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):  # gone already: the test says how it ended
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-    watcher = threading.Thread(target=kill_once_the_first_episode_is_committed, daemon=True)
-    watcher.start()
+    watcher = subprocess.Popen([sys.executable, "-c", KILL_ONCE_COMMITTED, str(process.pid),
+                                str(output / "meta" / "info.json")])
     yield output, watcher, process
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
-    watcher.join()
+    watcher.kill()
+    watcher.wait()
+    process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +137,8 @@ def test_killed_recording_leaves_a_valid_dataset_and_resume_finishes_it(recorded
     """SIGKILL once the first episode is committed (`killed_recording`): a valid v2.1 dataset of it; --resume
     completes the v3.0 dataset with the very frames of the uninterrupted recording."""
     output, watcher, process = killed_recording
-    watcher.join()
-    assert process.returncode == -signal.SIGKILL
+    watcher.wait()
+    assert process.wait() == -signal.SIGKILL
     killed = open_dataset(output)
     assert killed.version == "v2.1" and len(killed.episodes) == 1 and killed.bench["status"] == "recording"
     assert len(killed.frames(0)["observation.state"]) == killed.episodes[0]["length"]

@@ -123,7 +123,8 @@ def test_a_killed_worker_hosting_both_lanes_loses_both_episodes_and_nothing_else
     of the reference run (one process per slot); the kill ends both slots' episodes, which run again."""
     assert_worker_lost_and_episode_retried(bench, short_tasks, reference, tmp_path, "SIGKILL", "--env-processes", "1",
                                            lost=2)
-    assert read_manifest(tmp_path / "worker")["config"]["env_processes"] == 1
+    manifest = read_manifest(tmp_path / "worker")
+    assert manifest["config"]["env_processes"] == manifest["env_processes"] == 1
 
 
 def test_a_hung_env_worker_is_killed_after_the_timeout_and_its_episode_retried(bench, short_tasks, reference, tmp_path):

@@ -28,7 +28,7 @@ CLOSE_TIMEOUT_S = 10.0  # close: all the workers together, then the stragglers a
 def default_processes(num_envs: int) -> int:
     """One worker process per core, at most one per env: a process's first scene costs seconds (imports, shader
     compilation, and process start-ups that serialize on a GPU driver), each further one a fraction of a second."""
-    return max(1, min(num_envs, os.cpu_count() or 1))
+    return max(1, min(num_envs, len(os.sched_getaffinity(0))))
 
 
 def _worker_main(conn, torch_threads: int | None) -> None:

@@ -40,7 +40,8 @@ from bench.policies.pi_types import IMAGE_KEYS, MODEL_DIM, PiInputs, check_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # checkpoints are local folders: never reach for the Hub
 
-# "bench": bench's path (pi_lerobot_sampling), replayed from CUDA graphs on a CUDA device (pi_lerobot_graphs);
+# "bench": bench's path (pi_lerobot_sampling, its Gemma passes in pi_lerobot_gemma with the elementwise steps fused on
+# CUDA), replayed from CUDA graphs on a CUDA device (pi_lerobot_graphs);
 # "bench-eager": the same path launched op by op; "lerobot": lerobot's own sample_actions
 INFERENCE_PATHS = ("bench", "bench-eager", "lerobot")
 REQUIRED_FILES = ("config.json", "model.safetensors")
