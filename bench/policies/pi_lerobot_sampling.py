@@ -125,15 +125,15 @@ def _embed_suffix(model, state, x, time):
 
 class ChunkCache:
     """Keys and values per layer for one chunk: the prefix's, written once, then the action tokens' of the
-    current denoising step, overwritten in place by the next. It implements the two methods of transformers'
-    Cache that Gemma calls (`update`, `get_seq_length`); the first `update` of a layer is the prefix pass."""
+    current denoising step, overwritten in place by the next. `gemma_pass` calls `update` once per layer and pass
+    (the name and arguments of transformers' Cache.update); the first `update` of a layer is the prefix pass."""
 
     def __init__(self):
         self.keys: list = []
         self.values: list = []
         self.prefix_len = 0
 
-    def update(self, key, value, layer_idx: int, cache_kwargs=None):
+    def update(self, key, value, layer_idx: int):
         import torch
 
         if layer_idx == len(self.keys):  # the prefix pass
@@ -147,6 +147,3 @@ class ChunkCache:
             self.keys[layer_idx][:, :, self.prefix_len:] = key
             self.values[layer_idx][:, :, self.prefix_len:] = value
         return self.keys[layer_idx], self.values[layer_idx]
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.prefix_len
