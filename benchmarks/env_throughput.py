@@ -43,8 +43,8 @@ def measure(backend: str, num_envs: int, task_id: str, steps: int, torch_threads
         for step in range(1, steps + 1):
             envs.step(actions, observe=np.full(num_envs, observe_every > 0 and step % observe_every == 0))
         elapsed = time.perf_counter() - t0
-    return {"backend": backend, "num_envs": num_envs, "processes": getattr(envs, "processes", None), "steps_per_s": num_envs * steps / elapsed,
-            "lockstep_ms": 1000 * elapsed / steps, "startup_s": startup}
+    return {"backend": backend, "num_envs": num_envs, "processes": getattr(envs, "processes", None),
+            "steps_per_s": num_envs * steps / elapsed, "lockstep_ms": 1000 * elapsed / steps, "startup_s": startup}
 
 
 def main() -> None:
@@ -76,8 +76,8 @@ def main() -> None:
     for n in args.num_envs:
         for k in args.observe_every:
             r = measure(args.backend, n, args.task, args.steps, args.worker_threads or None, k, args.processes or None)
-            print(f"| {r['backend']} | {n} | {r['processes'] or '-'} | {k or 'never'} | {r['steps_per_s']:.1f} | {r['lockstep_ms']:.1f} | "
-                  f"{r['startup_s']:.1f} |", flush=True)
+            print(f"| {r['backend']} | {n} | {r['processes'] or '-'} | {k or 'never'} | {r['steps_per_s']:.1f} | "
+                  f"{r['lockstep_ms']:.1f} | {r['startup_s']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ from conftest import assert_same_results, episodes_without_timing, read_manifest
 
 @pytest.mark.timeout(600)
 def test_initial_observations_identical_for_one_slot_and_two_sharing_a_process():
-    """Also after a step whose replies come out of order, and whether the scenes were built by start_task alone, begun with begin_task (as a run does while its policy
-    builds), or after another task was begun."""
+    """Also after a step whose replies come out of order, and whether the scenes were built by start_task alone,
+    begun with begin_task (as a run does while its policy builds), or after another task was begun."""
     suite = load_suite()
     spec = suite.tasks["PickCube-v1"]
     seeds = [e.seed for e in episodes_for(spec.id, 0, 2)]

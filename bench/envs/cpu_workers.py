@@ -156,8 +156,7 @@ class CpuWorkerEnvs(BatchedEnvs):
                     self._workers[worker] = spawned
                     begun = self._begun
                 if begun is not None:
-                    hosted = self._hosted(worker)
-                    self._send(hosted, "start", [begun] * len(hosted))
+                    self._send_start(worker, begun)
         except BaseException as e:  # raised to the caller by `_ready`
             self._spawn_failure = e
 
@@ -174,6 +173,11 @@ class CpuWorkerEnvs(BatchedEnvs):
         process.start()
         child.close()
         return process, parent
+
+    def _send_start(self, worker: int, spec: TaskSpec) -> None:
+        """Asks `worker` to build `spec`'s envs for every slot it hosts (the replies are gathered by `start_task`)."""
+        hosted = self._hosted(worker)
+        self._send(hosted, "start", [spec] * len(hosted))
 
     def _hosted(self, worker: int) -> list[int]:
         return list(range(worker, self.num_envs, self.processes))
@@ -282,7 +286,7 @@ class CpuWorkerEnvs(BatchedEnvs):
                 started = [w for w in range(self.processes) if self._workers[w] is not None]
                 self._begun = spec
             for worker in started:
-                self._send(self._hosted(worker), "start", [spec] * len(self._hosted(worker)))
+                self._send_start(worker, spec)
             return
         self._ready()
         self._restart_dead()

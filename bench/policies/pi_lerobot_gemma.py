@@ -67,13 +67,6 @@ def gelu_mul(gate, up):
     return F.gelu(gate, approximate="tanh") * up
 
 
-def _per_head(x, groups: int):
-    """transformers' `repeat_kv`: each key/value head once per query head of its group, as its sdpa path does when
-    a mask is given ([B, kv_heads, L, D] -> [B, kv_heads * groups, L, D])."""
-    batch, heads, length, dim = x.shape
-    return x[:, :, None].expand(batch, heads, groups, length, dim).reshape(batch, heads * groups, length, dim)
-
-
 class Ops:
     """The elementwise steps, as written (CPU) or each compiled into a fused kernel (CUDA). Compiled for dynamic
     shapes from the first call: the same function runs on the prefix and on the action tokens, for both Gemmas and
@@ -115,6 +108,7 @@ def gemma_pass(model, embeds, mask, positions, cache, cond=None, keys_only: bool
     last layer stops once it has written them and None is returned."""
     import torch
     import torch.nn.functional as F  # noqa: N812
+    from transformers.models.gemma.modeling_gemma import repeat_kv
 
     ops = ops_for(embeds.device.type)
     hidden = embeds
@@ -147,7 +141,8 @@ def gemma_pass(model, embeds, mask, positions, cache, cond=None, keys_only: bool
         k, v = cache.update(k, v, attention.layer_idx)
         if keys_only and layer is model.layers[-1]:
             return None
-        k, v = _per_head(k, attention.num_key_value_groups), _per_head(v, attention.num_key_value_groups)
+        # each key/value head once per query head of its group, as transformers' sdpa path does when given a mask
+        k, v = repeat_kv(k, attention.num_key_value_groups), repeat_kv(v, attention.num_key_value_groups)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attention.scaling)
         out = attention.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
         hidden, normed, gate = norm(layer.post_attention_layernorm, hidden, out, gate_in)
