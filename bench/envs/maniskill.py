@@ -52,13 +52,7 @@ def make_maniskill_env(spec: TaskSpec, num_envs: int, sim_backend: str, obs_mode
         max_episode_steps=spec.max_steps,
     )
     unwrapped = env.unwrapped
-    hidden = {obj.name: obj for obj in unwrapped._hidden_objects}
-    for name in spec.show_hidden:
-        if name not in hidden:
-            raise BenchError(f"{spec.id}: show_hidden names '{name}', but the hidden objects are {sorted(hidden)}")
-        unwrapped._hidden_objects.remove(hidden[name])
-        hidden[name].show_visual()  # ManiSkill hid it when it built the scene; off the list it is never hidden again
-    hide_links(unwrapped, spec)
+    keep_scene_edits(unwrapped, spec)
     if perturbation.sensor:
         env = PerturbedSensors(env, perturbation)
     if "sensor_data" in obs_mode or "rgb" in obs_mode:
@@ -66,6 +60,32 @@ def make_maniskill_env(spec: TaskSpec, num_envs: int, sim_backend: str, obs_mode
         if missing:
             raise BenchError(f"{spec.id}: cameras {sorted(missing)} not in {sorted(unwrapped._sensors)}; fix `cameras`")
     return env
+
+
+def keep_scene_edits(unwrapped, spec: TaskSpec) -> None:
+    """Applies the spec's edits of what cameras draw (`show_hidden`, `hidden_links`) to the scene ManiSkill built,
+    and again to every scene it rebuilds. A reset that reconfigures builds the whole scene anew, as the task
+    describes it: PegInsertionSide with one env does so at every reset (it draws new peg and hole sizes), so edits
+    made once would hold for its first episode only. ManiSkill's hook for work after a rebuild,
+    `_after_reconfigure`, runs before the reset renders its observation; bench wraps it on this instance."""
+    apply_scene_edits(unwrapped, spec)
+    after_rebuild = unwrapped._after_reconfigure
+
+    def after_reconfigure(options):
+        after_rebuild(options)
+        apply_scene_edits(unwrapped, spec)
+
+    unwrapped._after_reconfigure = after_reconfigure
+
+
+def apply_scene_edits(unwrapped, spec: TaskSpec) -> None:
+    hidden = {obj.name: obj for obj in unwrapped._hidden_objects}
+    for name in spec.show_hidden:
+        if name not in hidden:
+            raise BenchError(f"{spec.id}: show_hidden names '{name}', but the hidden objects are {sorted(hidden)}")
+        unwrapped._hidden_objects.remove(hidden[name])
+        hidden[name].show_visual()  # ManiSkill hid it when it built the scene; off the list it is never hidden again
+    hide_links(unwrapped, spec)
 
 
 def hide_links(unwrapped, spec: TaskSpec) -> None:
