@@ -15,7 +15,8 @@ bench's openpi backend; the FLOP counter does not see JAX, so its share uses the
 the same run). FLOPs are counted on the eager path: a graph's capture would count its warm-up too.
 
 Random weights: throughput does not depend on the values. Inputs are random images, state and tokens at the
-model's full prompt length, two cameras present and one absent as in bench's ManiSkill tasks.
+model's full prompt length (`--prompt-tokens N`: N tokens, then padding), two cameras present and one absent as in
+bench's ManiSkill tasks.
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ from bench.policies.pi import build_backend
 from bench.policies.pi_types import IMAGE_KEYS, MODEL_DIM, PiInputs
 
 
-def random_inputs(batch: int, max_token_len: int, rng: np.random.Generator) -> PiInputs:
+def random_inputs(batch: int, max_token_len: int, rng: np.random.Generator, prompt_tokens: int = 0) -> PiInputs:
+    """`prompt_tokens` of each row's `max_token_len` prompt columns are tokens, the rest padding (0: all tokens)."""
+    used = np.arange(max_token_len) < (prompt_tokens or max_token_len)
     return PiInputs(
         images={k: rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8) for k in IMAGE_KEYS},
         image_masks={k: np.full(batch, k != "right_wrist_0_rgb") for k in IMAGE_KEYS},
         state=np.concatenate([rng.uniform(-1, 1, (batch, 8)), np.zeros((batch, MODEL_DIM - 8))], 1).astype(np.float32),
-        tokens=rng.integers(2, 1000, (batch, max_token_len)),
-        token_masks=np.ones((batch, max_token_len), bool),
+        tokens=np.where(used, rng.integers(2, 1000, (batch, max_token_len)), 0),
+        token_masks=np.broadcast_to(used, (batch, max_token_len)).copy(),
     )
 
 
@@ -116,6 +119,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--prompt-tokens", type=int, default=0,
+                        help="tokens in each prompt, the rest of the model's prompt width padding (0: no padding)")
     parser.add_argument("--profile", metavar="PREFIX", help="write a kernel profile per model/path at the largest batch")
     parser.add_argument("--quick", action="store_true", help="tiny random model on CPU, batch 1 and 2")
     args = parser.parse_args()
@@ -123,8 +128,9 @@ def main() -> None:
     if args.quick:
         args.batch, args.device, args.dtype, args.iters = [1, 2], "cpu", "float32", 2
     ceiling = matmul_ceiling(args.device, args.dtype, size=1024 if tiny else 8192, iters=5 if tiny else 20)
+    prompts = f"{args.prompt_tokens} prompt tokens" if args.prompt_tokens else "prompts without padding"
     print(f"{date.today()}, machine {platform.node()}; {args.device}/{args.dtype}; matmul ceiling "
-          f"{ceiling / 1e12:.1f} TFLOP/s ({'1024' if tiny else '8192'}^3 products)")
+          f"{ceiling / 1e12:.1f} TFLOP/s ({'1024' if tiny else '8192'}^3 products); {prompts}")
     print("| model | path | batch | s per call | chunks/s | GFLOP per chunk | TFLOP/s | share of ceiling | peak GiB |\n"
           "|---|---|---|---|---|---|---|---|---|")
     for model in args.model:
@@ -139,11 +145,13 @@ def main() -> None:
                                         device=args.device, inference=path, **random_weights)
             built = time.perf_counter() - started
             rng = np.random.default_rng(0)
-            flops = flops_per_chunk(backend, random_inputs(1, backend.max_token_len, rng)) if path != "openpi" else 0
+            prompt = args.prompt_tokens
+            flops = (flops_per_chunk(backend, random_inputs(1, backend.max_token_len, rng, prompt))
+                     if path != "openpi" else 0)
             if path in ("bench", "bench-eager") and needed is None:
                 needed = flops
             for batch in args.batch:
-                inputs = random_inputs(batch, backend.max_token_len, rng)
+                inputs = random_inputs(batch, backend.max_token_len, rng, prompt)
                 per_call, peak, first = time_call(backend, inputs, args.iters, args.device)
                 rate = batch / per_call
                 work = needed or flops  # the bench path's count: the work the model needs

@@ -155,8 +155,9 @@ def test_weights_that_do_not_fit_are_rejected(backend, tmp_path):
 
 
 def test_bench_inference_path_equals_lerobots_sample_actions(backend, inputs3):
-    """bench's path (absent cameras left out of the prefix, fused attention) computes lerobot's result: in float32
-    the two agree to rounding, with a camera absent from every row and one absent from a single row."""
+    """bench's path (absent cameras left out of the prefix, the prompt cut after its last used column, fused
+    attention) computes lerobot's result: in float32 the two agree to rounding, with a camera absent from every row
+    and one absent from a single row, and prompts of 5, 8 and 11 tokens cut from 48 columns to 32."""
     noise = make_noise(3)
     ours = backend.sample_actions(inputs3, noise=noise)
     backend.inference = "lerobot"
@@ -166,3 +167,21 @@ def test_bench_inference_path_equals_lerobots_sample_actions(backend, inputs3):
         backend.inference = "bench"
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
     assert np.abs(theirs).max() > 0.1  # a real signal, not two zero tensors
+
+
+def test_the_prompt_is_cut_after_the_last_column_a_row_uses():
+    """Rounded up to a multiple of 32 (few CUDA graph shapes), never past the prompt's width; rows keep their own
+    padding inside the cut."""
+    import torch
+
+    from bench.policies.pi_lerobot_sampling import used_prompt
+
+    tokens = torch.arange(600).reshape(3, 200)
+    masks = torch.zeros(3, 200, dtype=torch.bool)
+    masks[0, :40], masks[1, :70] = True, True
+    cut_tokens, cut_masks = used_prompt(tokens, masks)
+    assert cut_tokens.shape == cut_masks.shape == (3, 96)
+    assert torch.equal(cut_tokens, tokens[:, :96]) and torch.equal(cut_masks, masks[:, :96])
+    masks[2, 195] = True  # a row using a late column keeps everything up to it: 196 rounds up past the width
+    assert used_prompt(tokens, masks)[0].shape == (3, 200)
+    assert used_prompt(tokens, torch.zeros(3, 200, dtype=torch.bool))[0].shape == (3, 32)

@@ -5,17 +5,18 @@ launches are the bound, and inside `bench run` the launching thread shares the G
 (benchmarks/README.md, sections 2 and 3). A CUDA graph launches the whole chunk (prefix pass and every denoising
 step of `pi_lerobot_sampling.sample_present`) as one replay.
 
-A graph holds fixed shapes and addresses, so there is one per batch bucket (`bucket`) and set of cameras present,
-captured on first use: the call's inputs are copied into the graph's own input tensors, rows above the call's batch
-repeat its first row, and the output rows above it are dropped. Each row's actions depend on that row alone (every
-operation of the model works row by row), so the padding changes no other row; tests/test_pi_cuda_graphs.py holds the
-replay against lerobot's `sample_actions` on a GPU. All graphs share one memory pool: only their inputs and outputs
-stay allocated between replays, and one call runs at a time (the engine has one policy thread).
+A graph holds fixed shapes and addresses, so there is one per batch bucket (`bucket`), set of cameras present and
+prompt width (`used_prompt`), captured on first use: the call's inputs are copied into the graph's own input
+tensors, rows above the call's batch repeat its first row, and the output rows above it are dropped. Each row's
+actions depend on that row alone (every operation of the model works row by row), so the padding changes no other
+row; tests/test_pi_cuda_graphs.py holds the replay against lerobot's `sample_actions` on a GPU. All graphs share one
+memory pool: only their inputs and outputs stay allocated between replays, and one call runs at a time (the engine
+has one policy thread).
 """
 
 from __future__ import annotations
 
-from bench.policies.pi_lerobot_sampling import present_cameras, sample_present
+from bench.policies.pi_lerobot_sampling import present_cameras, sample_present, used_prompt
 
 
 def bucket(batch: int) -> int:
@@ -27,7 +28,7 @@ def bucket(batch: int) -> int:
 
 
 class ChunkGraphs:
-    """`sample_chunk` of one model, as CUDA graph replays keyed by (batch bucket, cameras present)."""
+    """`sample_chunk` of one model, as CUDA graph replays keyed by (batch bucket, cameras present, prompt columns)."""
 
     def __init__(self, model, num_steps: int, horizon: int):
         import torch
@@ -36,13 +37,14 @@ class ChunkGraphs:
         self.num_steps = num_steps
         self.horizon = horizon
         self.pool = torch.cuda.graph_pool_handle()
-        self.graphs: dict[tuple[int, tuple[int, ...]], _Graph] = {}
+        self.graphs: dict[tuple[int, tuple[int, ...], int], _Graph] = {}
 
     def __call__(self, images, masks, lang_tokens, lang_masks, state, noise):
         """The chunk's actions [B, horizon, 32]: a view of the graph's output, valid until the next call."""
         present = present_cameras(masks)
+        lang_tokens, lang_masks = used_prompt(lang_tokens, lang_masks)
         inputs = [*(images[i] for i in present), *(masks[i] for i in present), lang_tokens, lang_masks, state, noise]
-        key = (bucket(noise.shape[0]), tuple(present))
+        key = (bucket(noise.shape[0]), tuple(present), lang_tokens.shape[1])
         if key not in self.graphs:
             self.graphs[key] = _Graph(self, key[0], inputs, len(present))
         return self.graphs[key].replay(inputs)

@@ -25,9 +25,23 @@ def vision_in_bf16(model) -> None:
     pwe.embed_image = embed_image  # instance attribute: replaces lerobot's float32 cast for this model only
 
 
+PROMPT_COLUMNS_MULTIPLE = 32  # a prompt is cut to a multiple of this: few lengths, so few CUDA graphs
+
+
 def present_cameras(masks) -> list[int]:
     """Cameras present in at least one row of the batch (one host sync, before any GPU work)."""
     return [i for i, m in enumerate(masks) if bool(m.any())]
+
+
+def used_prompt(lang_tokens, lang_masks):
+    """The prompt's columns up to the last one a row of the batch uses, rounded up to a multiple of
+    PROMPT_COLUMNS_MULTIPLE (at most all of them); one host sync, before any GPU work. Prompts are padded to the
+    model's `tokenizer_max_length` (Pi0.5: 200 tokens), far more than an instruction and eight state numbers need,
+    and the padding would go through every Gemma layer of the prefix (benchmarks/README.md, section 0d)."""
+    used = lang_masks.any(dim=0).nonzero()
+    width = int(used.max()) + 1 if len(used) else 1
+    width = min(lang_masks.shape[1], -(-width // PROMPT_COLUMNS_MULTIPLE) * PROMPT_COLUMNS_MULTIPLE)
+    return lang_tokens[:, :width], lang_masks[:, :width]
 
 
 def sample_chunk(model, images, masks, lang_tokens, lang_masks, state, noise, num_steps: int, horizon: int):
@@ -35,6 +49,7 @@ def sample_chunk(model, images, masks, lang_tokens, lang_masks, state, noise, nu
     same Euler steps from t=1 to 0), with changes that leave the result unchanged:
     - cameras absent from every row of the batch are left out of the prefix: their tokens are masked out of
       attention and do not advance the position ids, so they only cost SigLIP and Gemma work;
+    - so are the prompt's last columns where every row has padding (`used_prompt`), for the same reason;
     - the prefix's keys and values sit in one buffer with room for the action tokens (`ChunkCache`), which
       each denoising step overwrites in place; lerobot copies the whole cache every step and appends to it;
     - the action tokens' attention mask and positions are the same at every step: built once per chunk;
@@ -43,12 +58,13 @@ def sample_chunk(model, images, masks, lang_tokens, lang_masks, state, noise, nu
       and the prefix pass ends once its last layer has written its keys and values (its output is never read).
     """
     present = present_cameras(masks)
-    return sample_present(model, [images[i] for i in present], [masks[i] for i in present], lang_tokens, lang_masks,
-                          state, noise, num_steps, horizon)
+    return sample_present(model, [images[i] for i in present], [masks[i] for i in present],
+                          *used_prompt(lang_tokens, lang_masks), state, noise, num_steps, horizon)
 
 
 def sample_present(model, images, masks, lang_tokens, lang_masks, state, noise, num_steps: int, horizon: int):
-    """`sample_chunk` for cameras already chosen: device work only, the same for every call of these shapes."""
+    """`sample_chunk` for cameras and prompt columns already chosen: device work only, the same for every call of
+    these shapes."""
     import torch
     from lerobot.policies.common.vla_utils import make_att_2d_masks
     from torch.nn.attention import SDPBackend, sdpa_kernel
