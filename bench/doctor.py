@@ -28,15 +28,15 @@ PI_GPU_GIB = {"pi0": (7.6, 0.075), "pi05": (8.1, 0.09)}
 WORKER_GPU_GIB = 1.0
 # 32 on 16 cores, in 16 processes: six tasks x 100 of Pi0.5 in 310.1 s against 313.3 s at 64 (2026-11-24, section 0c)
 WORKERS_PER_CORE = 2
-# What bench measured per GPU (benchmarks/README.md sections 0, 0a, 0b and 0c, 2026-11-22/24; CPU physics): env
+# What bench measured per GPU (benchmarks/README.md sections 0 to 0d, 2026-11-22/24; CPU physics): env
 # steps/s of PickCube with cameras every step / every 5th step / never, full-size Pi0.5 (bf16, bench's torch path)
 # chunks/s at batch 64 alone, and the six-task x 100-episode time. Only GPUs measured are listed.
 MEASURED_GPUS = {"NVIDIA H100 80GB HBM3": "16 CPU-physics workers: 260 / 824 / 2072 env steps/s with cameras every "
                                           "step / every 5th step / never (32 envs in 16 processes: 880 every 5th "
                                           "step); Pi0.5 alone 117.2 chunks/s at batch 64 (CUDA graphs, fused "
-                                          "elementwise kernels); six tasks x 100 episodes in 288.9 and 300.4 s (two "
-                                          "runs) at 32 slots in 16 processes (~311 env steps/s inside waves, ~22 s "
-                                          "start-up); 64 slots is the most its GPU memory held with a process per "
+                                          "elementwise kernels); six tasks x 100 episodes in 286.0 and 286.6 s (two "
+                                          "runs) at 32 slots in 16 processes (324-332 env steps/s inside waves, 22-29 "
+                                          "s start-up); 64 slots is the most its GPU memory held with a process per "
                                           "slot"}
 MEASURED_CPU = ("2 workers on a 2-core machine, lavapipe: 24.5 / 78.6 / 200.7 env steps/s with cameras every step / "
                 "every 5th step / never")
