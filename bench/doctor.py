@@ -17,15 +17,18 @@ from dataclasses import dataclass
 from bench.envs import NO_VULKAN_FIX, NO_VULKAN_MESSAGES, gpu_physics_status, physx_gpu_library
 
 GIB = 1024**3
-# Measured (benchmarks/README.md): resident memory of one CPU env worker (PickCube-v1, two 224x224 cameras), and per
-# Pi model in bf16 on bench's inference path, peak GPU memory at batch 1 and the growth per extra batch row.
+# Measured (benchmarks/README.md): resident memory of one CPU env worker process (PickCube-v1, two 224x224 cameras),
+# and per Pi model in bf16 on bench's inference path, peak GPU memory at batch 1 and the growth per extra batch row.
 WORKER_RAM_GIB = 1.4
 PI_GPU_GIB = {"pi0": (7.6, 0.075), "pi05": (8.1, 0.09)}
-# GPU memory of one CPU env slot whose renderer draws on the GPU (NVIDIA Vulkan, not lavapipe): a 64-slot Pi0.5 run
-# on the H100 with a worker process per slot used 71.8 GiB (nvidia-smi), ~62 of it beside the model's ~10 (weights,
-# graphs, CUDA context); 128 slots ran out of memory (benchmarks/README.md section 0a, 2026-11-24). Slots now share a
-# process per core (`--env-processes`), which needs less; not re-measured, so the limit stays on the safe side.
-WORKER_GPU_GIB = 1.0
+# Env slots share worker processes (`--env-processes`, one per core by default), and memory goes by process: on the
+# H100 (NVIDIA Vulkan), PickCube-v1's workers held 14.3 GiB of GPU memory as 16 processes with 16 or 32 envs, 15.3
+# with 64, 7.65 as 8 processes with 32 envs and 28.6 as 32 with 64; their proportional RAM grew by 0.01 GiB per
+# further env (section 0d, 2026-11-24). Rounded up: per process, per env beyond a process's first.
+PROCESS_GPU_GIB = 0.9
+ENV_GPU_GIB = 0.02
+ENV_RAM_GIB = 0.02
+MAX_ENVS_PER_PROCESS = 4  # 32 slots in 8 processes: PegInsertionSide's physics bound its waves (section 0d)
 # 32 on 16 cores, in 16 processes: six tasks x 100 of Pi0.5 in 310.1 s against 313.3 s at 64 (2026-11-24, section 0c)
 WORKERS_PER_CORE = 2
 # What bench measured per GPU (benchmarks/README.md sections 0 to 0d, 2026-11-22/24; CPU physics): env
@@ -165,24 +168,60 @@ def _ram_available_gib() -> float:
     return int(fields["MemAvailable"].split()[0]) * 1024 / GIB
 
 
-def recommend_num_envs(machine: Machine, model: str | None) -> tuple[int, str]:
-    """Env slots for a run: CPU workers bounded by cores and RAM, and by GPU memory: each worker's renderer when it
-    draws on the GPU, and for Pi models on CUDA the weights plus one lane's batch (the runner's two lanes each query
-    the policy for half the slots)."""
+@dataclass(frozen=True)
+class Recommendation:
+    num_envs: int
+    processes: int  # CPU worker processes hosting them
+    why: str
+
+    def flags(self, cores: int) -> str:
+        """The run's options: --env-processes only where it differs from the default (one process per core)."""
+        default = min(self.num_envs, cores)
+        processes = f" --env-processes {self.processes}" if self.processes != default else ""
+        return f"--num-envs {self.num_envs}{processes}"
+
+
+def recommend_num_envs(machine: Machine, model: str | None) -> Recommendation:
+    """Env slots for a run, and the worker processes to host them: as many slots as the cores serve
+    (WORKERS_PER_CORE), in a process per core, with fewer processes (up to MAX_ENVS_PER_PROCESS envs each), then
+    fewer slots, until the workers fit in RAM and, where their renderers draw on the GPU, in GPU memory beside a Pi
+    model on CUDA (its weights plus one lane's batch: the runner's two lanes each query the policy for half the
+    slots)."""
     if machine.gpu_physics:
-        return 64, "GPU physics: sub-scenes are cheap; raise it while env steps/s grows (benchmarks/env_throughput.py)"
-    limits = {"cores": WORKERS_PER_CORE * machine.cores, "RAM": int(machine.ram_available_gib * 0.8 / WORKER_RAM_GIB)}
-    if machine.gpu_free_gib is not None:
-        weights, per_row = PI_GPU_GIB[model] if model in PI_GPU_GIB and machine.cuda else (0.0, 0.0)
-        per_slot = per_row / 2 + (WORKER_GPU_GIB if machine.gpu_renders else 0.0)
-        if per_slot:
-            limits["GPU memory"] = int((machine.gpu_free_gib * 0.9 - weights) / per_slot)
-    name, value = min(limits.items(), key=lambda item: item[1])
-    reasons = ", ".join(f"{k} {v}" for k, v in limits.items())
-    return max(1, value), f"the smallest of the limits ({reasons}): {name}"
+        return Recommendation(64, 1, "GPU physics: sub-scenes are cheap; raise it while env steps/s grows "
+                                     "(benchmarks/env_throughput.py)")
+    weights, per_row = PI_GPU_GIB[model] if model in PI_GPU_GIB and machine.cuda else (0.0, 0.0)
+    ram = machine.ram_available_gib * 0.8
+    gpu = float("inf") if machine.gpu_free_gib is None else machine.gpu_free_gib * 0.9 - weights
+
+    def short_of(slots: int, processes: int) -> str | None:
+        """The memory the workers would not fit in, or None."""
+        further = slots - processes
+        if processes * WORKER_RAM_GIB + further * ENV_RAM_GIB > ram:
+            return "RAM"
+        renderers = processes * PROCESS_GPU_GIB + further * ENV_GPU_GIB if machine.gpu_renders else 0.0
+        return "GPU memory" if renderers + per_row * slots / 2 > gpu else None
+
+    most = WORKERS_PER_CORE * machine.cores
+    for slots in range(most, 0, -1):
+        for processes in range(min(slots, machine.cores), -(-slots // MAX_ENVS_PER_PROCESS) - 1, -1):
+            if short_of(slots, processes) is None:
+                bound = short_of(most, min(most, machine.cores))
+                why = (f"{WORKERS_PER_CORE} slots per core ({machine.cores} cores), a worker process per core"
+                       if bound is None else f"what fits in {bound} ({_memory(machine, model)})")
+                return Recommendation(slots, processes, why)
+    return Recommendation(1, 1, f"not even one env worker fits in {short_of(1, 1)} ({_memory(machine, model)})")
 
 
-def diagnose(model: str | None) -> tuple[list[Check], int, str]:
+def _memory(machine: Machine, model: str | None) -> str:
+    gpu = "" if machine.gpu_free_gib is None else f", {machine.gpu_free_gib:.1f} GiB GPU memory free"
+    return (f"{machine.ram_available_gib:.1f} GiB RAM available{gpu}; per worker process {WORKER_RAM_GIB} GiB RAM"
+            + (f" and {PROCESS_GPU_GIB} GiB GPU memory for its renderer" if machine.gpu_renders else "")
+            + (f"; {model} on the GPU" if model in PI_GPU_GIB and machine.cuda else ""))
+
+
+def diagnose(model: str | None) -> tuple[list[Check], Recommendation, int]:
+    """The checks, the recommendation and the usable cores."""
     cores = len(os.sched_getaffinity(0))
     vulkan = probe_vulkan()
     checks = [vulkan_check(vulkan), gpu_physics_check()]
@@ -192,5 +231,4 @@ def diagnose(model: str | None) -> tuple[list[Check], int, str]:
     checks.append(Check("CPU and memory", None, f"{cores} usable cores, {ram:.1f} GiB RAM available"))
     machine = Machine(cores, ram, torch_result.ok, gpu_free, checks[1].ok, gpu_name, vulkan.on_gpu)
     checks.append(measured_speed_check(machine))
-    num_envs, why = recommend_num_envs(machine, model)
-    return checks, num_envs, why
+    return checks, recommend_num_envs(machine, model), cores

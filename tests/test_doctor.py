@@ -2,8 +2,9 @@
 
 import torch
 
-from bench.doctor import (MEASURED_CPU, MEASURED_GPUS, PI_GPU_GIB, WORKER_GPU_GIB, WORKER_RAM_GIB, WORKERS_PER_CORE,
-                          Machine, Vulkan, measured_speed_check, probe_vulkan, recommend_num_envs)
+from bench.doctor import (ENV_GPU_GIB, MAX_ENVS_PER_PROCESS, MEASURED_CPU, MEASURED_GPUS, PI_GPU_GIB, PROCESS_GPU_GIB,
+                          WORKER_RAM_GIB, WORKERS_PER_CORE, Machine, Vulkan, measured_speed_check,
+                          probe_vulkan, recommend_num_envs)
 
 
 def test_doctor_reports_this_machine(bench):
@@ -33,21 +34,35 @@ def test_vulkan_probe_names_the_device_sapien_renders_with():
 
 
 def test_num_envs_follows_the_tightest_limit():
+    """Slots as the cores serve them, in a process per core; where memory is short, fewer processes (each hosting
+    more envs: memory goes by process), then fewer slots."""
     cpu_only = Machine(cores=2, ram_available_gib=64, cuda=False, gpu_free_gib=None, gpu_physics=False)
-    assert recommend_num_envs(cpu_only, "pi05")[0] == WORKERS_PER_CORE * 2
+    both_cores = recommend_num_envs(cpu_only, "pi05")
+    assert (both_cores.num_envs, both_cores.processes) == (WORKERS_PER_CORE * 2, 2)
+    assert both_cores.flags(cores=2) == "--num-envs 4" and "per core" in both_cores.why
+    # RAM for 10 worker processes: 9 of them host 4 envs each
     little_ram = Machine(cores=64, ram_available_gib=10 * WORKER_RAM_GIB / 0.8, cuda=False, gpu_free_gib=None,
                          gpu_physics=False)
-    assert recommend_num_envs(little_ram, None)[0] == 10
+    tight = recommend_num_envs(little_ram, None)
+    assert (tight.num_envs, tight.processes) == (9 * MAX_ENVS_PER_PROCESS, 9) and "RAM" in tight.why
+    assert tight.flags(cores=64) == "--num-envs 36 --env-processes 9"
+    # without GPU rendering, the GPU holds the model: its weights and one lane's batch (two lanes of 6 rows)
     weights, per_row = PI_GPU_GIB["pi05"]
     small_gpu = Machine(cores=64, ram_available_gib=512, cuda=True, gpu_physics=False,
                         gpu_free_gib=(weights + 6 * per_row) / 0.9 + 1e-6)
-    count, why = recommend_num_envs(small_gpu, "pi05")
-    assert count == 12 and why.endswith("GPU memory")  # two lanes of 6 rows
-    # workers whose renderers draw on the GPU hold its memory too: the H100's 64-slot run used 71.8 GiB, 128 failed
-    h100 = Machine(cores=64, ram_available_gib=512, cuda=True, gpu_physics=False, gpu_free_gib=78.7, gpu_renders=True)
-    count, why = recommend_num_envs(h100, "pi05")
-    assert 48 <= count < 64 and why.endswith("GPU memory")
-    assert recommend_num_envs(h100, None)[0] == int(78.7 * 0.9 / WORKER_GPU_GIB)  # a policy without a model: renderers
+    small = recommend_num_envs(small_gpu, "pi05")
+    assert (small.num_envs, small.processes) == (12, 12) and "GPU memory" in small.why
+    # renderers on the GPU hold ~0.9 GiB per worker process (the H100: 14.3 GiB for 16 processes, section 0d)
+    h100_16 = Machine(cores=16, ram_available_gib=120, cuda=True, gpu_physics=False, gpu_free_gib=78.7,
+                      gpu_renders=True)
+    assert recommend_num_envs(h100_16, "pi05").flags(cores=16) == "--num-envs 32"  # what the suite runs measured
+    gpu_24 = Machine(cores=16, ram_available_gib=120, cuda=True, gpu_physics=False, gpu_free_gib=24.0,
+                     gpu_renders=True)
+    fit = recommend_num_envs(gpu_24, "pi05")
+    used = weights + per_row * fit.num_envs / 2 + fit.processes * PROCESS_GPU_GIB + (
+        fit.num_envs - fit.processes) * ENV_GPU_GIB
+    assert fit.num_envs == 32 and fit.processes < 16 and used <= 24.0 * 0.9 and "GPU memory" in fit.why
+    assert used + PROCESS_GPU_GIB > 24.0 * 0.9  # one more process would not fit
 
 
 def test_doctor_says_what_bench_measured_on_this_gpu_or_on_the_ones_it_knows():
