@@ -175,11 +175,11 @@ def doctor_command(policy: str | None = None, presets_dir: Path = DEFAULT_PRESET
     if policy is not None:
         preset = resolve_preset(policy, presets_dir)
         model = preset.params.get("model") if preset.plugin == "pi" else None
-    checks, recommended, cores = diagnose(model)
+    checks, recommended = diagnose(model)
     marks = {True: "[green]ok[/]", False: "[red]no[/]", None: "-"}
     rows = [(c.name, marks[c.ok], c.detail) for c in checks]
     print_table(pd.DataFrame(rows, columns=["check", "", "detail"]), "bench doctor", console)
-    console.print(f"recommended: [bold]{recommended.flags(cores)}[/]{f' for {policy}' if policy else ''}: "
+    console.print(f"recommended: [bold]{recommended.flags()}[/]{f' for {policy}' if policy else ''}: "
                   f"{recommended.why}", highlight=False)
     return 0 if checks[0].ok else 1
 

@@ -171,13 +171,11 @@ def _ram_available_gib() -> float:
 @dataclass(frozen=True)
 class Recommendation:
     num_envs: int
-    processes: int  # CPU worker processes hosting them
+    processes: int | None  # CPU worker processes hosting them; None: the run's default, one per core
     why: str
 
-    def flags(self, cores: int) -> str:
-        """The run's options: --env-processes only where it differs from the default (one process per core)."""
-        default = min(self.num_envs, cores)
-        processes = f" --env-processes {self.processes}" if self.processes != default else ""
+    def flags(self) -> str:
+        processes = "" if self.processes is None else f" --env-processes {self.processes}"
         return f"--num-envs {self.num_envs}{processes}"
 
 
@@ -188,8 +186,8 @@ def recommend_num_envs(machine: Machine, model: str | None) -> Recommendation:
     model on CUDA (its weights plus one lane's batch: the runner's two lanes each query the policy for half the
     slots)."""
     if machine.gpu_physics:
-        return Recommendation(64, 1, "GPU physics: sub-scenes are cheap; raise it while env steps/s grows "
-                                     "(benchmarks/env_throughput.py)")
+        return Recommendation(64, None, "GPU physics: sub-scenes are cheap; raise it while env steps/s grows "
+                                        "(benchmarks/env_throughput.py)")
     weights, per_row = PI_GPU_GIB[model] if model in PI_GPU_GIB and machine.cuda else (0.0, 0.0)
     ram = machine.ram_available_gib * 0.8
     gpu = float("inf") if machine.gpu_free_gib is None else machine.gpu_free_gib * 0.9 - weights
@@ -209,8 +207,8 @@ def recommend_num_envs(machine: Machine, model: str | None) -> Recommendation:
                 bound = short_of(most, min(most, machine.cores))
                 why = (f"{WORKERS_PER_CORE} slots per core ({machine.cores} cores), a worker process per core"
                        if bound is None else f"what fits in {bound} ({_memory(machine, model)})")
-                return Recommendation(slots, processes, why)
-    return Recommendation(1, 1, f"not even one env worker fits in {short_of(1, 1)} ({_memory(machine, model)})")
+                return Recommendation(slots, None if processes == min(slots, machine.cores) else processes, why)
+    return Recommendation(1, None, f"not even one env worker fits in {short_of(1, 1)} ({_memory(machine, model)})")
 
 
 def _memory(machine: Machine, model: str | None) -> str:
@@ -220,8 +218,7 @@ def _memory(machine: Machine, model: str | None) -> str:
             + (f"; {model} on the GPU" if model in PI_GPU_GIB and machine.cuda else ""))
 
 
-def diagnose(model: str | None) -> tuple[list[Check], Recommendation, int]:
-    """The checks, the recommendation and the usable cores."""
+def diagnose(model: str | None) -> tuple[list[Check], Recommendation]:
     cores = len(os.sched_getaffinity(0))
     vulkan = probe_vulkan()
     checks = [vulkan_check(vulkan), gpu_physics_check()]
@@ -231,4 +228,4 @@ def diagnose(model: str | None) -> tuple[list[Check], Recommendation, int]:
     checks.append(Check("CPU and memory", None, f"{cores} usable cores, {ram:.1f} GiB RAM available"))
     machine = Machine(cores, ram, torch_result.ok, gpu_free, checks[1].ok, gpu_name, vulkan.on_gpu)
     checks.append(measured_speed_check(machine))
-    return checks, recommend_num_envs(machine, model), cores
+    return checks, recommend_num_envs(machine, model)

@@ -145,13 +145,12 @@ def main() -> None:
                                         device=args.device, inference=path, **random_weights)
             built = time.perf_counter() - started
             rng = np.random.default_rng(0)
-            prompt = args.prompt_tokens
-            flops = (flops_per_chunk(backend, random_inputs(1, backend.max_token_len, rng, prompt))
+            flops = (flops_per_chunk(backend, random_inputs(1, backend.max_token_len, rng, args.prompt_tokens))
                      if path != "openpi" else 0)
             if path in ("bench", "bench-eager") and needed is None:
                 needed = flops
             for batch in args.batch:
-                inputs = random_inputs(batch, backend.max_token_len, rng, prompt)
+                inputs = random_inputs(batch, backend.max_token_len, rng, args.prompt_tokens)
                 per_call, peak, first = time_call(backend, inputs, args.iters, args.device)
                 rate = batch / per_call
                 work = needed or flops  # the bench path's count: the work the model needs

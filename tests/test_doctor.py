@@ -38,24 +38,24 @@ def test_num_envs_follows_the_tightest_limit():
     more envs: memory goes by process), then fewer slots."""
     cpu_only = Machine(cores=2, ram_available_gib=64, cuda=False, gpu_free_gib=None, gpu_physics=False)
     both_cores = recommend_num_envs(cpu_only, "pi05")
-    assert (both_cores.num_envs, both_cores.processes) == (WORKERS_PER_CORE * 2, 2)
-    assert both_cores.flags(cores=2) == "--num-envs 4" and "per core" in both_cores.why
+    assert (both_cores.num_envs, both_cores.processes) == (WORKERS_PER_CORE * 2, None)  # None: a process per core
+    assert both_cores.flags() == "--num-envs 4" and "per core" in both_cores.why
     # RAM for 10 worker processes: 9 of them host 4 envs each
     little_ram = Machine(cores=64, ram_available_gib=10 * WORKER_RAM_GIB / 0.8, cuda=False, gpu_free_gib=None,
                          gpu_physics=False)
     tight = recommend_num_envs(little_ram, None)
     assert (tight.num_envs, tight.processes) == (9 * MAX_ENVS_PER_PROCESS, 9) and "RAM" in tight.why
-    assert tight.flags(cores=64) == "--num-envs 36 --env-processes 9"
+    assert tight.flags() == "--num-envs 36 --env-processes 9"
     # without GPU rendering, the GPU holds the model: its weights and one lane's batch (two lanes of 6 rows)
     weights, per_row = PI_GPU_GIB["pi05"]
     small_gpu = Machine(cores=64, ram_available_gib=512, cuda=True, gpu_physics=False,
                         gpu_free_gib=(weights + 6 * per_row) / 0.9 + 1e-6)
     small = recommend_num_envs(small_gpu, "pi05")
-    assert (small.num_envs, small.processes) == (12, 12) and "GPU memory" in small.why
+    assert (small.num_envs, small.processes) == (12, None) and "GPU memory" in small.why  # 12 processes, the default
     # renderers on the GPU hold ~0.9 GiB per worker process (the H100: 14.3 GiB for 16 processes, section 0d)
     h100_16 = Machine(cores=16, ram_available_gib=120, cuda=True, gpu_physics=False, gpu_free_gib=78.7,
                       gpu_renders=True)
-    assert recommend_num_envs(h100_16, "pi05").flags(cores=16) == "--num-envs 32"  # what the suite runs measured
+    assert recommend_num_envs(h100_16, "pi05").flags() == "--num-envs 32"  # what the suite runs measured
     gpu_24 = Machine(cores=16, ram_available_gib=120, cuda=True, gpu_physics=False, gpu_free_gib=24.0,
                      gpu_renders=True)
     fit = recommend_num_envs(gpu_24, "pi05")
