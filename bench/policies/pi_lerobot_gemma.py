@@ -100,10 +100,11 @@ def check_supported(model) -> None:
             raise ValueError(f"bench's Gemma pass expects the tanh GELU, got {type(layer.mlp.act_fn).__name__}")
 
 
-def gemma_pass(model, embeds, mask, positions, cache, cond=None, keys_only: bool = False):
+def gemma_pass(model, embeds, mask, positions, cache, modulations=None, keys_only: bool = False):
     """`model.forward(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache,
     adarms_cond=cond).last_hidden_state` of a lerobot `PiGemmaModel`: `mask` is the 4-D boolean mask over the
-    cache's keys (True: may attend), `cond` the adaRMS condition (Pi0.5's action expert) or None.
+    cache's keys (True: may attend); `modulations` (Pi0.5's action expert; else None) maps each adaptive norm to
+    its `dense(cond)`, which the caller computes (`pi_lerobot_sampling.time_modulations`).
     `keys_only`: only the cache's keys and values are wanted (the prefix pass, whose output Pi never reads), so the
     last layer stops once it has written them and None is returned."""
     import torch
@@ -119,8 +120,8 @@ def gemma_pass(model, embeds, mask, positions, cache, cond=None, keys_only: bool
 
     def norm(module, residual, update, gate):
         """(new residual, normed, gate of the next residual); no `update` before the first layer."""
-        if cond is not None and module.dense is not None:
-            modulation = module.dense(cond)
+        if modulations is not None and module.dense is not None:
+            modulation = modulations[module]
             if update is None:
                 return residual, *ops.ada_rms_norm(residual, modulation, module.eps)
             return ops.add_ada_rms_norm(residual, update, gate, modulation, module.eps)

@@ -53,6 +53,7 @@ def sample_chunk(model, images, masks, lang_tokens, lang_masks, state, noise, nu
     - the prefix's keys and values sit in one buffer with room for the action tokens (`ChunkCache`), which
       each denoising step overwrites in place; lerobot copies the whole cache every step and appends to it;
     - the action tokens' attention mask and positions are the same at every step: built once per chunk;
+    - Pi0.5's time conditioning is computed for all steps at once, one row per step (`time_modulations`);
     - attention is PyTorch's fused scaled-dot-product kernel instead of the eager softmax;
     - the Gemma passes are bench's (`pi_lerobot_gemma`): the same operations, the elementwise ones fused on CUDA,
       and the prefix pass ends once its last layer has written its keys and values (its output is never read).
@@ -92,14 +93,41 @@ def sample_present(model, images, masks, lang_tokens, lang_masks, state, noise, 
         suffix_positions = positions[:, -1:] + torch.cumsum(suffix_pad, dim=1)
 
         dt = -1.0 / num_steps
+        modulations = time_modulations(model, num_steps) if state is None else [None] * num_steps
         x = noise
         for step in range(num_steps):
-            time = torch.full((batch,), 1.0 + step * dt, dtype=torch.float32, device=x.device)
-            suffix_embs, adarms_cond = _embed_suffix(model, state, x, time)
+            if state is None:  # Pi0.5: the time conditions the action expert's norms
+                suffix_embs = model.action_in_proj(x)
+            else:
+                time = torch.full((batch,), 1.0 + step * dt, dtype=torch.float32, device=x.device)
+                suffix_embs = _embed_suffix_pi0(model, state, x, time)
             suffix_out = gemma_pass(pwe.gemma_expert.model, suffix_embs, suffix_attention, suffix_positions, cache,
-                                    adarms_cond)
+                                    modulations[step])
             x = x + dt * model.action_out_proj(suffix_out[:, -horizon:].to(torch.float32))
     return x
+
+
+def time_modulations(model, num_steps: int) -> list[dict]:
+    """Pi0.5's action expert is conditioned on the denoising time alone (adaptive RMSNorm), and at a given step
+    every row of every call has the same time, lerobot's 1 + step * dt. lerobot computes the condition and each
+    norm's modulation `dense(cond)` at every step for every row: 37 float32 products per step, one weight matrix
+    read each, ~7% of a batch-16 chunk's GPU time (benchmarks/README.md, section 0e). Here they are computed for
+    all steps at once, one product per norm, on the device (so a CUDA graph holds them and sees the weights it
+    replays). Per step: {adaptive norm module: its modulation [1, 3 * width]}, broadcast over the rows."""
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+    from lerobot.policies.common.vla_utils import create_sinusoidal_pos_embedding
+
+    config, expert = model.config, model.paligemma_with_expert.gemma_expert.model
+    device = model.action_in_proj.weight.device
+    # 1 + step * dt in double precision, then float32: lerobot's times (Python floats), computed on the device
+    times = (1.0 + torch.arange(num_steps, dtype=torch.float64, device=device) * (-1.0 / num_steps)).float()
+    time_emb = create_sinusoidal_pos_embedding(times, model.action_in_proj.out_features, min_period=config.min_period,
+                                               max_period=config.max_period, device=device).type(times.dtype)
+    cond = F.silu(model.time_mlp_out(F.silu(model.time_mlp_in(time_emb))))
+    norms = [norm for layer in expert.layers for norm in (layer.input_layernorm, layer.post_attention_layernorm)]
+    per_norm = {norm: norm.dense(cond) for norm in [*norms, expert.norm] if norm.dense is not None}
+    return [{norm: modulation[step:step + 1] for norm, modulation in per_norm.items()} for step in range(num_steps)]
 
 
 def _embed_prefix(pwe, images, masks, lang_tokens, lang_masks):
@@ -118,9 +146,8 @@ def _embed_prefix(pwe, images, masks, lang_tokens, lang_masks):
     return torch.cat(embs, dim=1), torch.cat(pads, dim=1)
 
 
-def _embed_suffix(model, state, x, time):
-    """lerobot's `embed_suffix` of Pi0 (state token, then the actions fused with the time) or Pi0.5 (the actions;
-    the time conditions the action expert's adaptive RMSNorm): (token embeddings, adaRMS condition or None)."""
+def _embed_suffix_pi0(model, state, x, time):
+    """lerobot's `embed_suffix` of Pi0: the state token, then the actions fused with the time."""
     import torch
     import torch.nn.functional as F  # noqa: N812
     from lerobot.policies.common.vla_utils import create_sinusoidal_pos_embedding
@@ -129,14 +156,12 @@ def _embed_suffix(model, state, x, time):
     time_emb = create_sinusoidal_pos_embedding(time, model.action_in_proj.out_features, min_period=config.min_period,
                                                max_period=config.max_period, device=time.device).type(time.dtype)
     actions = model.action_in_proj(x)
-    if state is None:  # Pi0.5
-        return actions, F.silu(model.time_mlp_out(F.silu(model.time_mlp_in(time_emb))))
     if model.state_proj.weight.dtype == torch.float32:
         state = state.to(torch.float32)
     state_token = model.state_proj(state)[:, None, :]
     fused = torch.cat([actions, time_emb[:, None, :].expand_as(actions)], dim=2)
     fused = model.action_time_mlp_out(F.silu(model.action_time_mlp_in(fused)))
-    return torch.cat([state_token, fused], dim=1), None
+    return torch.cat([state_token, fused], dim=1)
 
 
 class ChunkCache:

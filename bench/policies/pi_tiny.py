@@ -99,6 +99,22 @@ class TinyLerobotPiBackend(LerobotPiBackend):
             raise FileNotFoundError(f"{checkpoint} holds no tiny model: {TINY_MARKER} is missing")
         self.arch = json.loads(marker.read_text()) if marker is not None else TINY_ARCH
         super().__init__(model, checkpoint, random_init=checkpoint is None, **options)
+        if checkpoint is None:
+            self._randomize_adaptive_norms()
+
+    def _randomize_adaptive_norms(self) -> None:
+        """lerobot starts the adaptive norms' `dense` weights at zero (a new Pi0.5 is not yet conditioned on the
+        denoising time), so a random model's action expert would see every step alike. The tiny model's get random
+        weights from its seed, so that tests see the time reach the expert, as in a trained model."""
+        import torch
+        from lerobot.policies.pi_gemma import PiGemmaRMSNorm
+
+        generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        with torch.no_grad():
+            for module in self.policy.modules():
+                if isinstance(module, PiGemmaRMSNorm) and module.dense is not None:
+                    weight = module.dense.weight
+                    weight.copy_(0.1 * torch.randn(weight.shape, generator=generator))
 
     def _architecture(self, mod) -> contextlib.AbstractContextManager:
         return tiny_architecture(mod, self.arch)
