@@ -15,6 +15,7 @@ On the CPU they run as written (no compiler needed), which is what CI's equality
 from __future__ import annotations
 
 import functools
+import os
 
 
 def _rms(x, eps: float):
@@ -77,6 +78,13 @@ class Ops:
 
         self.compiled = compiled
         wrap = functools.partial(torch.compile, fullgraph=True, dynamic=True) if compiled else (lambda fn: fn)
+        if compiled and "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
+            # in this process: a pool of compile workers (one per core, each importing torch) costs more than it
+            # saves on these few small kernels (17.9 s against 14.0 s with an empty cache, benchmarks/README.md
+            # section 0d), and takes the cores from the env workers during a run's first wave
+            import torch._inductor.config
+
+            torch._inductor.config.compile_threads = 1
         self.rms_norm, self.add_rms_norm = wrap(rms_norm), wrap(add_rms_norm)
         self.ada_rms_norm, self.add_ada_rms_norm = wrap(ada_rms_norm), wrap(add_ada_rms_norm)
         self.rotary, self.gelu_mul = wrap(rotary), wrap(gelu_mul)
