@@ -74,6 +74,22 @@ def test_tasks_and_policies_listings(bench):
         assert name in text
 
 
+def test_the_command_ends_without_teardown_and_loses_no_output(bench):
+    """`bench` (`bench.cli.entry`) ends the process with os._exit after main: its exit code is main's and a pipe gets
+    what main printed, for a success and for a refused input; what an exit handler prints (into Python's buffer,
+    after rich's last flush) is not lost either."""
+    for args in (["tasks"], ["run", "--policy", "no-such-policy", "--tasks", "all"]):
+        code, text = bench(*args)
+        proc = subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, timeout=120)
+        assert (proc.returncode, proc.stdout.split()) == (code, text.split())
+    assert code == 2 and "unknown policy 'no-such-policy'" in text
+    buffered = "import atexit, sys; atexit.register(print, 'printed at exit'); sys.argv = ['bench', 'policies']; " \
+               "import bench.cli; bench.cli.entry()"
+    buffering = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a pipe's block buffer
+    proc = subprocess.run([sys.executable, "-c", buffered], capture_output=True, text=True, timeout=120, env=buffering)
+    assert proc.returncode == 0 and "expert" in proc.stdout and proc.stdout.endswith("printed at exit\n")
+
+
 @pytest.mark.timeout(300)
 def test_missing_vulkan_device_is_one_clear_line(tmp_path):
     """A real run in a subprocess whose Vulkan loader finds no driver."""
