@@ -4,6 +4,7 @@
     python benchmarks/env_throughput.py --num-envs 32 --processes 16            # 2 envs per process
     python benchmarks/env_throughput.py --backend gpu --num-envs 16 64 256      # ManiSkill GPU physics
     python benchmarks/env_throughput.py --observe-every 1 5 0                   # cameras every step, every 5th, never
+    python benchmarks/env_throughput.py --draw-hidden --observe-every 1 5 0     # with the D415 the suite hides
     python benchmarks/env_throughput.py --quick                                 # one short CPU point
 
 Prints one Markdown row per (backend, N, K): env steps/s counts every env's step (N per lockstep step). Every
@@ -15,6 +16,7 @@ no camera (expert, random, zero).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import time
 
@@ -25,8 +27,10 @@ from bench.tasks import episodes_for, load_suite
 
 
 def measure(backend: str, num_envs: int, task_id: str, steps: int, torch_threads: int | None = 1,
-            observe_every: int = 1, processes: int | None = None) -> dict:
+            observe_every: int = 1, processes: int | None = None, draw_hidden: bool = False) -> dict:
     spec = load_suite().tasks[task_id]
+    if draw_hidden:  # what the task drew before the suite hid links (the wrist camera's D415 housing)
+        spec = dataclasses.replace(spec, hidden_links=())
     started = time.perf_counter()
     if backend == "cpu":
         envs = CpuWorkerEnvs(num_envs, torch_threads, processes=min(processes, num_envs) if processes else None)
@@ -59,6 +63,8 @@ def main() -> None:
                         help="CPU worker processes hosting the N envs (0: as bench run, one per core)")
     parser.add_argument("--observe-every", type=int, nargs="+", default=[1],
                         help="render the cameras every K-th step (0: never, physics alone)")
+    parser.add_argument("--draw-hidden", action="store_true",
+                        help="draw the links the suite hides (hidden_links: the D415), to measure what hiding saves")
     parser.add_argument("--quick", action="store_true", help="one CPU point, N=2, 10 steps (about a minute)")
     args = parser.parse_args()
     if args.quick:
@@ -70,12 +76,13 @@ def main() -> None:
             return
     print(f"machine: {platform.node()} {platform.processor() or platform.machine()}; task {args.task}, "
           f"{args.worker_threads or 'default'} torch thread(s) per worker, {args.steps} lockstep steps after 3 "
-          "warm-up steps")
+          f"warm-up steps{'; the links the suite hides drawn' if args.draw_hidden else ''}")
     print("| backend | N | processes | cameras every | env steps/s | ms per lockstep step | startup s |\n"
           "|---|---|---|---|---|---|---|")
     for n in args.num_envs:
         for k in args.observe_every:
-            r = measure(args.backend, n, args.task, args.steps, args.worker_threads or None, k, args.processes or None)
+            r = measure(args.backend, n, args.task, args.steps, args.worker_threads or None, k, args.processes or None,
+                        args.draw_hidden)
             print(f"| {r['backend']} | {n} | {r['processes'] or '-'} | {k or 'never'} | {r['steps_per_s']:.1f} | "
                   f"{r['lockstep_ms']:.1f} | {r['startup_s']:.1f} |", flush=True)
 
