@@ -111,3 +111,39 @@ def test_a_camera_reading_policy_sees_the_same_pictures_and_scores_the_same():
     timing = {"wall_time_s", "sim_time_s", "policy_time_s"}
     assert [{k: v for k, v in r.items() if k not in timing} for r in records_on_demand] == \
            [{k: v for k, v in r.items() if k not in timing} for r in records_every_step]
+
+
+class ObservedLog(CpuWorkerEnvs):
+    """The real CPU workers, keeping what they report of each reset and step: which rows carry pictures."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pictures: list[bool] = []
+
+    def reset(self, seeds, observe=None):
+        obs = super().reset(seeds, observe=observe)
+        self.pictures += [bool(obs[k][row].any()) for k in obs if k.endswith("/rgb") for row in range(len(seeds))]
+        return obs
+
+    def step_wait(self, slots):
+        out = super().step_wait(slots)
+        self.pictures += out.observed.tolist()
+        return out
+
+
+@pytest.mark.timeout(600)
+def test_a_policy_that_reads_no_camera_has_nothing_rendered():
+    """A wave of the random policy (reads_cameras = False, as expert and zero): no reset and no step of either slot
+    renders a picture; the same envs with a camera-reading policy do, on its chunk steps."""
+    from bench.policies.baselines import RandomPolicy
+
+    spec = _spec("PickCube-v1")
+    wave = episodes_for(spec.id, 0, 2)
+    with ObservedLog(2) as envs:
+        bounds = envs.start_task(spec)
+        result = run_wave(envs, RandomPolicy(2), ActionChunker(2, 3, len(bounds[0])), spec, wave, bounds, set(),
+                          lanes=2)
+        assert [r["steps"] for r in result.records] == [STEPS, STEPS]
+        assert envs.pictures and not any(envs.pictures)
+        run_wave(envs, CameraHash(2), ActionChunker(2, 3, len(bounds[0])), spec, wave, bounds, set(), lanes=2)
+        assert any(envs.pictures)
