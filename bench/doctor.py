@@ -36,10 +36,10 @@ WORKERS_PER_CORE = 2
 # chunks/s at batch 64 alone, and the six-task x 100-episode time. Only GPUs measured are listed.
 MEASURED_GPUS = {"NVIDIA H100 80GB HBM3": "16 CPU-physics workers: 260 / 824 / 2072 env steps/s with cameras every "
                                           "step / every 5th step / never (32 envs in 16 processes: 880 every 5th "
-                                          "step); Pi0.5 alone 117.2 chunks/s at batch 64 (CUDA graphs, fused "
-                                          "elementwise kernels); six tasks x 100 episodes in 286.0 and 286.6 s (two "
-                                          "runs) at 32 slots in 16 processes (324-332 env steps/s inside waves, 22-29 "
-                                          "s start-up); 64 slots is the most its GPU memory held with a process per "
+                                          "step); Pi0.5 alone 120.3 chunks/s at batch 64 (CUDA graphs, fused "
+                                          "elementwise kernels); six tasks x 100 episodes in 261.5 and 271.8 s (two "
+                                          "runs) at 32 slots in 16 processes (352 env steps/s inside waves, 22-32 s "
+                                          "start-up); 64 slots is the most its GPU memory held with a process per "
                                           "slot"}
 MEASURED_CPU = ("2 workers on a 2-core machine, lavapipe: 24.5 / 78.6 / 200.7 env steps/s with cameras every step / "
                 "every 5th step / never")
