@@ -79,9 +79,9 @@ class Ops:
         self.compiled = compiled
         wrap = functools.partial(torch.compile, fullgraph=True, dynamic=True) if compiled else (lambda fn: fn)
         if compiled and "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
-            # in this process: a pool of compile workers (one per core, each importing torch) costs more than it
-            # saves on these few small kernels (17.9 s against 14.0 s with an empty cache, benchmarks/README.md
-            # section 0d), and takes the cores from the env workers during a run's first wave
+            # in this process: a pool of compile workers (one per core, each importing torch while the env workers
+            # need the cores) and its shutdown cost more than they save on these few small kernels (a run's first
+            # wave 20.7 s against 22.8-26.2 s with the pool, benchmarks/README.md section 0e)
             import torch._inductor.config
 
             torch._inductor.config.compile_threads = 1
