@@ -116,15 +116,12 @@ def time_modulations(model, num_steps: int) -> list[dict]:
     replays). Per step: {adaptive norm module: its modulation [1, 3 * width]}, broadcast over the rows."""
     import torch
     import torch.nn.functional as F  # noqa: N812
-    from lerobot.policies.common.vla_utils import create_sinusoidal_pos_embedding
 
-    config, expert = model.config, model.paligemma_with_expert.gemma_expert.model
+    expert = model.paligemma_with_expert.gemma_expert.model
     device = model.action_in_proj.weight.device
     # 1 + step * dt in double precision, then float32: lerobot's times (Python floats), computed on the device
     times = (1.0 + torch.arange(num_steps, dtype=torch.float64, device=device) * (-1.0 / num_steps)).float()
-    time_emb = create_sinusoidal_pos_embedding(times, model.action_in_proj.out_features, min_period=config.min_period,
-                                               max_period=config.max_period, device=device).type(times.dtype)
-    cond = F.silu(model.time_mlp_out(F.silu(model.time_mlp_in(time_emb))))
+    cond = F.silu(model.time_mlp_out(F.silu(model.time_mlp_in(_time_embedding(model, times)))))
     norms = [norm for layer in expert.layers for norm in (layer.input_layernorm, layer.post_attention_layernorm)]
     per_norm = {norm: norm.dense(cond) for norm in [*norms, expert.norm] if norm.dense is not None}
     return [{norm: modulation[step:step + 1] for norm, modulation in per_norm.items()} for step in range(num_steps)]
@@ -146,15 +143,21 @@ def _embed_prefix(pwe, images, masks, lang_tokens, lang_masks):
     return torch.cat(embs, dim=1), torch.cat(pads, dim=1)
 
 
+def _time_embedding(model, time):
+    """lerobot's sine-cosine embedding of the denoising time [B] (float32), as its `embed_suffix` computes it."""
+    from lerobot.policies.common.vla_utils import create_sinusoidal_pos_embedding
+
+    config = model.config
+    return create_sinusoidal_pos_embedding(time, model.action_in_proj.out_features, min_period=config.min_period,
+                                           max_period=config.max_period, device=time.device).type(time.dtype)
+
+
 def _embed_suffix_pi0(model, state, x, time):
     """lerobot's `embed_suffix` of Pi0: the state token, then the actions fused with the time."""
     import torch
     import torch.nn.functional as F  # noqa: N812
-    from lerobot.policies.common.vla_utils import create_sinusoidal_pos_embedding
 
-    config = model.config
-    time_emb = create_sinusoidal_pos_embedding(time, model.action_in_proj.out_features, min_period=config.min_period,
-                                               max_period=config.max_period, device=time.device).type(time.dtype)
+    time_emb = _time_embedding(model, time)
     actions = model.action_in_proj(x)
     if model.state_proj.weight.dtype == torch.float32:
         state = state.to(torch.float32)
